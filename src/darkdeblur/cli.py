@@ -1,0 +1,158 @@
+"""The ``darkdeblur`` command: deblur, train, eval, make-data.
+
+``main(argv) -> int`` so tests can call it in-process. Errors a user can cause print one line
+and return non-zero; ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from . import __version__
+
+COMMANDS = ("deblur", "train", "eval", "make-data")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="darkdeblur", description=(
+        "Remove motion blur from photos with a conditional GAN trained with a dark-channel loss. "
+        "`darkdeblur photo.jpg` is short for `darkdeblur deblur photo.jpg`."))
+    parser.add_argument("--version", action="version", version=f"darkdeblur {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("deblur", help="deblur image files and folders")
+    p.add_argument("inputs", nargs="+", help="image files or folders")
+    p.add_argument("-o", "--out", default="deblurred", help="output folder (default: ./deblurred)")
+    p.add_argument("--weights", help="weights file (default: the bundled model)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+    p = sub.add_parser("train", help="train a model")
+    p.add_argument("--preset", default="default", help="paper, dc0, dc250, dc250p, deblurgan, default, tiny")
+    p.add_argument("--data", nargs="+", required=True, help="training folders")
+    p.add_argument("--layout", default="auto", choices=["auto", "paired", "gopro", "sharp"])
+    p.add_argument("--out", required=True, help="run directory for checkpoints and logs")
+    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the preset)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--crop", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--stop-after", type=int, help="end this invocation after N steps (resume later)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--init-weights", help="start the generator from these weights")
+    p.add_argument("--vgg-weights", help="torchvision vgg19 weights for the perceptual loss")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    p.add_argument("--no-progress", action="store_true")
+
+    p = sub.add_parser("eval", help="PSNR/SSIM on paired images")
+    p.add_argument("--weights", help="weights or checkpoint (default: the bundled model)")
+    p.add_argument("--pairs", required=True, help="folder with blur/ and sharp/ (or GOPRO_Large)")
+    p.add_argument("--layout", default="paired", choices=["paired", "gopro"])
+    p.add_argument("--protocol", default="full", choices=["full", "paper"])
+    p.add_argument("--csv", help="write per-image numbers here")
+    p.add_argument("--json", help="write the summary here")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser("make-data", help="write a synthetic blurred/sharp set, or a noisy copy")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--sharp", help="folder of sharp photos to blur")
+    source.add_argument("--pairs", help="paired folder to copy with noise added to blur/")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-var", type=float, default=None,
+                   help="Gaussian noise variance on blurred images (default 0; 0.001 with --pairs)")
+    return parser
+
+
+def _cmd_deblur(args) -> int:
+    from .deblur_files import deblur_files
+    from .inference import load_model
+    model = load_model(args.weights, args.device)
+    done, failed = deblur_files(model, args.inputs, args.out)
+    print(f"darkdeblur: {done} done, {failed} failed -> {args.out}")
+    return 0 if failed == 0 else 1
+
+
+def _cmd_train(args) -> int:
+    from .config import preset
+    from .trainer import train
+    cfg = preset(args.preset)
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
+                                   "crop": args.crop, "lr": args.lr, "seed": args.seed,
+                                   "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+    cfg = replace(cfg, train=replace(cfg.train, **overrides))
+    summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,
+                    device=args.device, vgg_weights=args.vgg_weights, init_weights=args.init_weights,
+                    deterministic=args.deterministic, progress=not args.no_progress,
+                    stop_after=args.stop_after)
+    if "weights" in summary:
+        last = summary["history"][-1] if summary["history"] else {}
+        print(f"darkdeblur train: steps {summary['start']}..{summary['steps']} in "
+              f"{summary['seconds']:.0f} s, last l1 {last.get('l1', float('nan')):.4f}; "
+              f"weights {summary['weights']}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from .data import find_pairs
+    from .evaluate import evaluate_pairs, format_summary, write_csv, write_json
+    from .inference import load_model
+    model = load_model(args.weights, args.device)
+    pairs = find_pairs(args.pairs, args.layout)
+    summary = evaluate_pairs(model, pairs, args.protocol)
+    print(format_summary(summary, label=f"{args.pairs}: "))
+    if args.csv:
+        write_csv(summary, args.csv)
+    if args.json:
+        write_json(summary, args.json)
+    return 0
+
+
+def _cmd_make_data(args) -> int:
+    from .make_data import make_noisy_copy, make_synthetic
+    if args.sharp:
+        n = make_synthetic(args.sharp, args.out, args.seed, args.noise_var or 0.0)
+    else:
+        n = make_noisy_copy(args.pairs, args.out, args.seed,
+                            0.001 if args.noise_var is None else args.noise_var)
+    print(f"darkdeblur make-data: wrote {n} pairs to {args.out}")
+    return 0
+
+
+HANDLERS = {"deblur": _cmd_deblur, "train": _cmd_train, "eval": _cmd_eval, "make-data": _cmd_make_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `darkdeblur photo.jpg` means `darkdeblur deblur photo.jpg`.
+    first = next((a for a in argv if not a.startswith("-")), None)
+    if first is not None and first not in COMMANDS:
+        argv.insert(argv.index(first), "deblur")
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if exit_.code in (0, None) else 2
+    try:
+        return HANDLERS[args.command](args)
+    except KeyboardInterrupt:
+        print("darkdeblur: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # noqa: BLE001 - user-facing boundary
+        if args.debug:
+            raise
+        from .image_io import ImageReadError
+        from .trainer import TrainingError
+        known = (FileNotFoundError, ImageReadError, TrainingError, ValueError, PermissionError)
+        kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
+        print(f"darkdeblur {args.command}: {kind}{err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

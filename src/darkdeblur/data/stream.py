@@ -1,0 +1,194 @@
+"""The training batch stream: the CPU decodes and crops, the training device blurs and adds noise.
+
+Decoded images are held in memory once (a few hundred photos fit easily), so a step costs only
+crops on the CPU. Synthetic samples are cropped with a margin of half a kernel on each side,
+blurred on the device by one batched grouped convolution, and cropped back, so their borders are
+real blur rather than padding. Every random choice comes from generators whose state is part of
+the checkpoint, so a resumed run draws exactly the batches an uninterrupted run would.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..blur import add_gaussian_noise, blur, kernel_bank
+from ..config import TrainConfig
+from ..image_io import read_rgb
+from .folders import DataSources
+
+# Frames at least this tall (GOPRO's 1280x720) are halved as in the paper.
+DOWNSAMPLE_MIN_SHORT_SIDE = 720
+
+
+def _prepare(path: Path, downsample: bool) -> np.ndarray:
+    rgb = read_rgb(path)
+    if downsample and min(rgb.shape[:2]) >= DOWNSAMPLE_MIN_SHORT_SIDE:
+        h, w = rgb.shape[:2]
+        rgb = np.asarray(Image.fromarray(rgb).resize((w // 2, h // 2), Image.BICUBIC))
+    return rgb
+
+
+@dataclass
+class TrainingImages:
+    """Decoded uint8 (H, W, 3) images."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]
+    sharp: list[np.ndarray]
+
+
+def load_training_images(sources: DataSources, downsample: bool) -> TrainingImages:
+    return TrainingImages(
+        pairs=[(_prepare(b, downsample), _prepare(s, downsample)) for b, s in sources.pairs],
+        sharp=[_prepare(p, downsample) for p in sources.sharp])
+
+
+class ShardedOrder:
+    """Epoch-wise random permutations of ``range(n)``, split between ranks like DistributedSampler."""
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world: int = 1):
+        self.n, self.seed, self.rank, self.world = n, seed, rank, world
+        self.epoch, self.position = 0, 0
+        self._order = self._shard()
+
+    def _shard(self) -> np.ndarray:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+        # Pad to a multiple of world so every rank takes the same number of items per epoch.
+        order = np.resize(order, -(-self.n // self.world) * self.world)
+        return order[self.rank::self.world]
+
+    def next(self) -> int:
+        if self.position >= len(self._order):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._order = self._shard()
+        index = int(self._order[self.position])
+        self.position += 1
+        return index
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._order = self._shard()
+
+
+@dataclass
+class RawBatch:
+    """CPU crops for one step. ``margin`` extra pixels surround each synthetic sharp crop."""
+
+    synthetic: torch.Tensor  # (S, 3, crop + 2 * margin, crop + 2 * margin) uint8
+    kernel_index: torch.Tensor  # (S,) int64 into the kernel bank
+    pair_blurred: torch.Tensor  # (P, 3, crop, crop) uint8
+    pair_sharp: torch.Tensor  # (P, 3, crop, crop) uint8
+    flip: torch.Tensor  # (S + P,) bool
+    noise_variance: torch.Tensor  # (S + P,) float32
+    margin: int
+
+
+def _crop(rng: np.random.Generator, images: list[np.ndarray], size: int) -> list[np.ndarray]:
+    """The same random size x size window from each (equal-shaped) image; reflect-pad if small."""
+    h, w = images[0].shape[:2]
+    if h < size or w < size:
+        pad = ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0))
+        images = [np.pad(im, pad, mode="reflect" if size - max(h, w) < min(h, w) else "edge")
+                  for im in images]
+        h, w = images[0].shape[:2]
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
+    return [im[top:top + size, left:left + size] for im in images]
+
+
+def _stack(crops: list[np.ndarray], size: int) -> torch.Tensor:
+    if not crops:
+        return torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous()
+
+
+class BatchStream:
+    """Draws :class:`RawBatch` es for one rank; ``state_dict`` captures everything random."""
+
+    def __init__(self, images: TrainingImages, cfg: TrainConfig, seed: int, rank: int = 0,
+                 world: int = 1, batch_size: int | None = None):
+        if not images.pairs and not images.sharp:
+            raise ValueError("no training images found")
+        self.images, self.cfg = images, cfg
+        self.batch_size = batch_size or cfg.batch_size
+        self.margin = cfg.kernel_size // 2
+        # Per-rank generator: ranks draw different crops, kernels and noise.
+        self.rng = np.random.default_rng([seed, rank, 1])
+        self.sharp_order = ShardedOrder(len(images.sharp), seed, rank, world) if images.sharp else None
+        self.pair_order = ShardedOrder(len(images.pairs), seed + 1, rank, world) if images.pairs else None
+        self.bank_size = 1024
+
+    def _synthetic_count(self) -> int:
+        if self.pair_order is None:
+            return self.batch_size
+        if self.sharp_order is None:
+            return 0
+        return int(self.rng.binomial(self.batch_size, self.cfg.synthetic_fraction))
+
+    def next(self) -> RawBatch:
+        crop = self.cfg.crop
+        n_syn = self._synthetic_count()
+        n_pair = self.batch_size - n_syn
+        synthetic = [_crop(self.rng, [self.images.sharp[self.sharp_order.next()]],
+                           crop + 2 * self.margin)[0] for _ in range(n_syn)]
+        pairs = [_crop(self.rng, list(self.images.pairs[self.pair_order.next()]), crop)
+                 for _ in range(n_pair)]
+        return RawBatch(
+            synthetic=_stack(synthetic, crop + 2 * self.margin),
+            kernel_index=torch.from_numpy(self.rng.integers(0, self.bank_size, n_syn)),
+            pair_blurred=_stack([p[0] for p in pairs], crop),
+            pair_sharp=_stack([p[1] for p in pairs], crop),
+            flip=torch.from_numpy(self.rng.random(self.batch_size) < 0.5),
+            noise_variance=torch.from_numpy(
+                self.rng.uniform(0, self.cfg.max_noise_variance, self.batch_size).astype(np.float32)),
+            margin=self.margin)
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state,
+                "sharp_order": self.sharp_order.state_dict() if self.sharp_order else None,
+                "pair_order": self.pair_order.state_dict() if self.pair_order else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        if self.sharp_order:
+            self.sharp_order.load_state_dict(state["sharp_order"])
+        if self.pair_order:
+            self.pair_order.load_state_dict(state["pair_order"])
+
+
+def make_kernel_bank(cfg: TrainConfig, seed: int, count: int = 1024) -> torch.Tensor:
+    """(count, k, k) float32 full-exposure camera-shake kernels shared by all ranks."""
+    return torch.from_numpy(kernel_bank(seed, count, cfg.kernel_size, min_length=cfg.min_blur_length,
+                                        max_length=cfg.max_blur_length, exposure=1.0,
+                                        anxiety=cfg.blur_anxiety))
+
+
+def device_batch(raw: RawBatch, kernels: torch.Tensor, device: torch.device,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Finish a batch on ``device``: blur synthetic crops, flip, add noise.
+
+    Returns (blurred, sharp), each (B, 3, crop, crop) float32 in [0, 1].
+    """
+    m = raw.margin
+    blurred, sharp = [], []
+    if raw.synthetic.shape[0]:
+        big = raw.synthetic.to(device, non_blocking=True).float() / 255.0
+        blurred_big = blur(big, kernels[raw.kernel_index.to(kernels.device)].to(device))
+        end = big.shape[-1] - m
+        blurred.append(blurred_big[..., m:end, m:end])
+        sharp.append(big[..., m:end, m:end])
+    if raw.pair_blurred.shape[0]:
+        blurred.append(raw.pair_blurred.to(device, non_blocking=True).float() / 255.0)
+        sharp.append(raw.pair_sharp.to(device, non_blocking=True).float() / 255.0)
+    blurred_t, sharp_t = torch.cat(blurred), torch.cat(sharp)
+    flip = raw.flip.to(device).view(-1, 1, 1, 1)
+    blurred_t = torch.where(flip, blurred_t.flip(-1), blurred_t)
+    sharp_t = torch.where(flip, sharp_t.flip(-1), sharp_t)
+    blurred_t = add_gaussian_noise(blurred_t, raw.noise_variance.to(device), generator)
+    return blurred_t.contiguous(), sharp_t.contiguous()

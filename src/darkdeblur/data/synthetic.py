@@ -1,0 +1,47 @@
+"""Sharp photos blurred on the fly with random camera-shake kernels, reproducibly per index."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..blur import add_gaussian_noise, blur, random_motion_kernel
+from ..image_io import read_rgb, to_tensor
+
+
+class SyntheticPairs(torch.utils.data.Dataset):
+    """Item ``i`` is (blurred, sharp, kernel) for the i-th photo, identical for the same seed.
+
+    Each index draws its kernel and noise from its own generator seeded by (seed, i), so the
+    result does not depend on the order or the number of items read before it.
+    Images: float32 (3, H, W) in [0, 1]; kernel: float32 (k, k) summing to 1.
+    """
+
+    def __init__(self, sharp_paths: list[Path], seed: int = 0, kernel_size: int = 41,
+                 min_length: float = 8.0, max_length: float = 40.0, noise_variance: float = 0.0,
+                 exposure: float | None = 1.0, anxiety: float | None = 0.005):
+        self.sharp_paths = list(sharp_paths)
+        self.seed = seed
+        self.kernel_size = kernel_size
+        self.min_length, self.max_length = min_length, max_length
+        self.noise_variance = noise_variance
+        self.exposure = exposure
+        self.anxiety = anxiety
+
+    def __len__(self) -> int:
+        return len(self.sharp_paths)
+
+    def kernel(self, index: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, index])
+        return random_motion_kernel(rng, self.kernel_size, self.max_length, self.min_length,
+                                    exposure=self.exposure, anxiety=self.anxiety)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sharp = to_tensor(read_rgb(self.sharp_paths[index]))
+        kernel = torch.from_numpy(self.kernel(index))
+        blurred = blur(sharp, kernel)
+        if self.noise_variance > 0:
+            noise_rng = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            blurred = add_gaussian_noise(blurred, self.noise_variance, noise_rng)
+        return blurred[0], sharp[0], kernel

@@ -1,0 +1,68 @@
+"""PSNR and SSIM per image (scikit-image), under two named evaluation protocols.
+
+``full``  : full resolution, uint8, PSNR peak 255, SSIM with data_range 255 (scikit-image's
+            default 7x7 uniform window). What most later deblurring papers report.
+``paper`` : the paper authors' test script: GOPRO frames halved with bicubic resizing when the
+            set is not already halved, every image resized to 360x360, PSNR peak 255 on floats,
+            SSIM with gaussian_weights=True, use_sample_covariance=False on [0, 1] floats.
+            Their old scikit-image assumed a data range of 2 for floats, which inflates SSIM;
+            ``ssim`` here uses the correct range 1 and ``ssim_range2`` reproduces theirs.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+PROTOCOLS = ("full", "paper")
+PAPER_SIZE = 360
+# Frames at least this tall are full-resolution GOPRO (1280x720) and get halved first.
+PAPER_HALVE_MIN_HEIGHT = 720
+
+
+def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float) -> float:
+    """PSNR in dB; infinite for identical images.
+
+    >>> psnr(np.full((4, 4), 0.5), np.full((4, 4), 0.6), data_range=1.0)  # doctest: +ELLIPSIS
+    20.0...
+    """
+    restored = np.asarray(restored, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    if restored.shape != reference.shape:
+        raise ValueError(f"psnr: shapes differ {restored.shape} vs {reference.shape}")
+    if np.array_equal(restored, reference):
+        return float("inf")
+    return float(peak_signal_noise_ratio(reference, restored, data_range=data_range))
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bicubic resize of a uint8 (H, W, 3) image to (width, height)."""
+    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
+
+
+def paper_view(image: np.ndarray) -> np.ndarray:
+    """The paper's test-time view of a uint8 image: halved if full-size GOPRO, then 360x360."""
+    if image.shape[0] >= PAPER_HALVE_MIN_HEIGHT:
+        image = _resize(image, (image.shape[1] // 2, image.shape[0] // 2))
+    return _resize(image, (PAPER_SIZE, PAPER_SIZE))
+
+
+def score(restored: np.ndarray, sharp: np.ndarray, protocol: str) -> dict[str, float]:
+    """Score one uint8 (H, W, 3) image against its ground truth under ``protocol``."""
+    if restored.shape != sharp.shape:
+        raise ValueError(f"restored {restored.shape} and sharp {sharp.shape} differ in shape")
+    if restored.dtype != np.uint8 or sharp.dtype != np.uint8:
+        raise ValueError("score expects uint8 images")
+    if protocol == "full":
+        return {"psnr": psnr(restored, sharp, 255.0),
+                "ssim": float(structural_similarity(sharp, restored, data_range=255,
+                                                    channel_axis=-1))}
+    if protocol == "paper":
+        a = paper_view(restored).astype(np.float64) / 255.0
+        b = paper_view(sharp).astype(np.float64) / 255.0
+        kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                      channel_axis=-1)
+        return {"psnr": psnr(a * 255.0, b * 255.0, 255.0),
+                "ssim": float(structural_similarity(b, a, data_range=1.0, **kwargs)),
+                "ssim_range2": float(structural_similarity(b, a, data_range=2.0, **kwargs))}
+    raise ValueError(f"unknown protocol {protocol!r}; choose {', '.join(PROTOCOLS)}")
