@@ -28,6 +28,7 @@ class ModelConfig:
     decoder_activation: str = "relu"  # "relu" (reference code) | "leaky_relu" (paper text)
     dropout: float = 0.5
     dropout_blocks: int = 3  # dropout on the first N decoder blocks
+    blocks_per_level: int = 0  # extra 3x3 residual blocks after each encoder level (capacity)
     global_residual: bool = False  # restored = blurred + network output
     full_res_skip: bool = False  # concatenate the input image before the last layer
     resnet_blocks: int = 9  # arch="resnet" only
@@ -195,10 +196,14 @@ def default() -> RunConfig:
                           norm="batch", upsample="resize_conv", dropout=0.0, dropout_blocks=0,
                           decoder_activation="leaky_relu", global_residual=True,
                           full_res_skip=True, innermost_norm=True),
+        # A light discriminator: the paper's costs ~4x this generator per sample.
+        discriminator=DiscriminatorConfig(channels=(32, 64, 128, 256), strides=(2, 2, 2, 2),
+                                          kernel_size=3),
         loss=LossConfig(lambda_adv=0.01, lambda_l1=100.0, lambda_dark=250.0,
-                        adv_warmup_steps=1_000_000),
+                        adv_warmup_steps=9000),
         train=TrainConfig(batch_size=8, crop=128, lr=1e-3, beta1=0.9, lr_schedule="cosine",
-                          generator_steps=1, steps=20000),
+                          generator_steps=1, steps=12000, checkpoint_every=1000,
+                          keep_checkpoints=20, image_every=1000, log_every=50),
     )
 
 

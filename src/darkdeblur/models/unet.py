@@ -14,6 +14,19 @@ from ..config import ModelConfig
 from .layers import activation, norm_layer, pad_to_multiple, upsample_conv
 
 
+class ResidualBlock(nn.Module):
+    """LeakyReLU -> 3x3 conv -> norm, twice, added back: depth at one scale without downsampling."""
+
+    def __init__(self, channels: int, norm: str):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1), norm_layer(norm, channels),
+            nn.LeakyReLU(0.2), nn.Conv2d(channels, channels, 3, padding=1), norm_layer(norm, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 def level_widths(cfg: ModelConfig) -> list[int]:
     return [min(cfg.base_channels * 2**i, cfg.max_channels) for i in range(cfg.depth)]
 
@@ -41,6 +54,7 @@ class UNetGenerator(nn.Module):
             innermost = level == cfg.depth - 1
             if level > 0 and (cfg.innermost_norm or not innermost):
                 layers.append(norm_layer(cfg.norm, width))
+            layers += [ResidualBlock(width, cfg.norm) for _ in range(cfg.blocks_per_level)]
             self.encoder.append(nn.Sequential(*layers))
             in_ch = width
 

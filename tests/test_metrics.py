@@ -1,0 +1,50 @@
+import math
+
+import numpy as np
+import pytest
+
+from darkdeblur.metrics import paper_view, psnr, score
+
+
+def test_psnr_of_identical_images_is_infinite():
+    x = np.random.default_rng(0).random((8, 8, 3))
+    assert math.isinf(psnr(x, x, 1.0))
+
+
+def test_psnr_of_half_versus_point_six_is_twenty_db():
+    assert psnr(np.full((4, 4), 0.5), np.full((4, 4), 0.6), 1.0) == pytest.approx(20.0, abs=1e-9)
+
+
+def test_full_protocol_scores_uint8_at_full_resolution():
+    rng = np.random.default_rng(1)
+    sharp = rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    noisy = np.clip(sharp.astype(int) + rng.integers(-10, 11, sharp.shape), 0, 255).astype(np.uint8)
+    s = score(noisy, sharp, "full")
+    mse = np.mean((noisy.astype(float) - sharp) ** 2)
+    assert s["psnr"] == pytest.approx(10 * np.log10(255**2 / mse))
+    assert 0 < s["ssim"] < 1
+    assert score(sharp, sharp, "full")["ssim"] == pytest.approx(1.0)
+
+
+def test_paper_protocol_halves_gopro_frames_and_resizes_to_360():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    assert paper_view(frame).shape == (360, 360, 3)
+    assert paper_view(np.zeros((360, 640, 3), np.uint8)).shape == (360, 360, 3)
+
+
+def test_paper_protocol_reports_both_ssim_ranges():
+    rng = np.random.default_rng(2)
+    sharp = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    other = np.clip(sharp.astype(int) + rng.integers(-30, 31, sharp.shape), 0, 255).astype(np.uint8)
+    s = score(other, sharp, "paper")
+    # The range-2 SSIM of the authors' old scikit-image is always the more flattering one.
+    assert s["ssim_range2"] > s["ssim"]
+
+
+def test_score_rejects_mismatched_or_float_images():
+    with pytest.raises(ValueError, match="differ in shape"):
+        score(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8), "full")
+    with pytest.raises(ValueError, match="uint8"):
+        score(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), "full")
+    with pytest.raises(ValueError, match="unknown protocol"):
+        score(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8), "cvpr")
