@@ -1,4 +1,4 @@
-"""The ``darkdeblur`` command: deblur, train, eval, make-data.
+"""The ``darkdeblur`` command: deblur, export, train, eval, make-data.
 
 ``main(argv) -> int`` so tests can call it in-process. Errors a user can cause print one line
 and return non-zero; ``--debug`` shows the traceback instead.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import __version__
 
-COMMANDS = ("deblur", "train", "eval", "make-data")
+COMMANDS = ("deblur", "export", "train", "eval", "make-data")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,10 +25,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("deblur", help="deblur image files and folders")
-    p.add_argument("inputs", nargs="+", help="image files or folders")
-    p.add_argument("-o", "--out", default="deblurred", help="output folder (default: ./deblurred)")
+    p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("-o", "--out", default="deblurred",
+                   help="output folder (default: ./deblurred), or the output file for one input")
+    p.add_argument("--format", choices=["jpg", "png", "tif", "webp", "bmp"],
+                   help="output format (default: the input's; GIF becomes PNG)")
+    p.add_argument("--quality", type=_int_in(1, 100), default=95, help="JPEG and WebP quality (default 95)")
     p.add_argument("--weights", help="weights file (default: the bundled model)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--half", action="store_true", help="run the model in float16 (GPU only)")
+    p.add_argument("--threads", type=_int_in(1, 4096), help="CPU threads (default: PyTorch's choice)")
+    p.add_argument("--tile", type=_int_in(0, 65536),
+                   help="tile side in pixels for large images; 0 = never tile (default: by device)")
+    p.add_argument("--overlap", type=_int_in(0, 4096), help="overlap of neighbouring tiles (default 64)")
+    p.add_argument("--max-megapixels", type=float, default=150.0,
+                   help="refuse larger images, e.g. decompression bombs (default 150)")
+    p.add_argument("--force", action="store_true", help="replace existing outputs (default: skip them)")
+    p.add_argument("--overwrite", action="store_true", help="allow an output to replace its own input")
+
+    p = sub.add_parser("export", help="export the generator to ONNX")
+    p.add_argument("--onnx", required=True, help="ONNX file to write (dynamic batch, height, width)")
+    p.add_argument("--weights", help="weights file (default: the bundled model)")
+    p.add_argument("--opset", type=_int_in(11, 30), default=17, help="ONNX opset (default 17)")
 
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--preset", default="default", help="paper, dc0, dc250, dc250p, deblurgan, default, tiny")
@@ -69,13 +88,54 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _int_in(low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+    return parse
+
+
 def _cmd_deblur(args) -> int:
-    from .deblur_files import deblur_files
+    import torch
+
+    from .deblur_files import UsageError, deblur_files, plan_jobs
     from .inference import load_model
-    model = load_model(args.weights, args.device)
-    done, failed = deblur_files(model, args.inputs, args.out)
-    print(f"darkdeblur: {done} done, {failed} failed -> {args.out}")
-    return 0 if failed == 0 else 1
+    from .tiling import MIN_OVERLAP
+    from .trainer import resolve_device
+    try:  # settings that cannot work are usage errors, found before the model loads
+        plan_jobs(args.inputs, args.out, args.format)
+        overlap = MIN_OVERLAP if args.overlap is None else args.overlap
+        if args.tile and args.tile < 2 * overlap:
+            raise UsageError(f"--tile {args.tile} must be at least twice the overlap ({overlap})")
+        if args.max_megapixels <= 0:
+            raise UsageError("--max-megapixels must be positive")
+        if args.half and resolve_device(args.device).type == "cpu":
+            raise UsageError("--half needs a GPU (cuda or mps); the CPU runs in float32")
+    except UsageError as err:
+        print(f"darkdeblur deblur: {err}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_model(args.weights, args.device, tile=args.tile, overlap=args.overlap, half=args.half)
+    summary = deblur_files(model, args.inputs, args.out, fmt=args.format, quality=args.quality,
+                           force=args.force, overwrite=args.overwrite,
+                           max_pixels=int(args.max_megapixels * 1e6), debug=args.debug)
+    print(summary.line())
+    return 0 if summary.failed == 0 else 1
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+    from .inference import load_model
+    model = load_model(args.weights, "cpu", tile=0)
+    export_onnx(model.generator, args.onnx, opset=args.opset)
+    print(f"darkdeblur export: wrote {args.onnx}")
+    return 0
 
 
 def _cmd_train(args) -> int:
@@ -124,7 +184,8 @@ def _cmd_make_data(args) -> int:
     return 0
 
 
-HANDLERS = {"deblur": _cmd_deblur, "train": _cmd_train, "eval": _cmd_eval, "make-data": _cmd_make_data}
+HANDLERS = {"deblur": _cmd_deblur, "export": _cmd_export, "train": _cmd_train, "eval": _cmd_eval,
+            "make-data": _cmd_make_data}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,42 +1,183 @@
-"""``darkdeblur deblur``: deblur files and folders into an output folder."""
+"""``darkdeblur deblur``: deblur files and folders without losing anything.
+
+- Every output is written to a temporary file and renamed into place, so an output either
+  exists whole or not at all, even after Ctrl-C.
+- An input is never overwritten: an output path that resolves to any input is refused unless
+  ``overwrite``.
+- An existing output is skipped unless ``force``: an interrupted folder run is simply restarted.
+- A file that cannot be deblurred gets one line, ``darkdeblur: FILE: reason``; the batch goes on.
+
+Folders are walked recursively (hidden files and folders are left out, and so is the output
+folder when it lies inside an input folder); outputs mirror the folder structure under ``out``.
+"""
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from .image_io import IMAGE_SUFFIXES, ImageReadError, list_images, read_rgb, write_rgb
-from .inference import Deblurrer
+from .image_io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_SUFFIXES,
+    WRITABLE_FORMATS,
+    ImageReadError,
+    load_image,
+    output_format,
+    save_image,
+)
+
+# The extension each output format gets with ``--format`` (and GIF inputs get PNG).
+FORMAT_SUFFIXES = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "tif": ".tif", "tiff": ".tif",
+                   "webp": ".webp", "bmp": ".bmp"}
 
 
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        files.extend(list_images(path) if path.is_dir() else [path])
-    return files
+class UsageError(ValueError):
+    """A command line that cannot work as given (the CLI exits with status 2)."""
 
 
-def output_path(source: Path, out_dir: Path) -> Path:
-    suffix = source.suffix.lower() if source.suffix.lower() in IMAGE_SUFFIXES - {".gif"} else ".png"
-    return out_dir / f"{source.stem}{suffix}"
+@dataclass(frozen=True)
+class Job:
+    """One input file and where its output goes; ``target`` is None for a file to skip."""
+
+    source: Path
+    target: Path | None
 
 
-def deblur_files(model: Deblurrer, inputs: list[str], out_dir: str | Path, progress: bool = True,
-                 log=print) -> tuple[int, int]:
-    """Deblur every input; return (done, failed). Failures print one line and the batch goes on."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    done = failed = 0
-    files = expand_inputs(inputs)
-    for source in tqdm(files, disable=not progress or len(files) < 2, unit="image"):
-        target = output_path(source, out_dir)
+@dataclass
+class Summary:
+    done: int = 0
+    failed: int = 0
+    skipped: int = 0
+
+    def line(self) -> str:
+        return f"darkdeblur: {self.done} done, {self.failed} failed, {self.skipped} skipped"
+
+
+def _names_a_file(out: Path) -> bool:
+    return not out.is_dir() and out.suffix.lower() in Image.registered_extensions()
+
+
+def _target_suffix(source: Path, fmt: str | None) -> str:
+    if fmt is not None:
+        return FORMAT_SUFFIXES[fmt.lower()]
+    if Image.registered_extensions().get(source.suffix.lower()) in WRITABLE_FORMATS:
+        return source.suffix
+    return ".png"  # GIF and other formats we read but do not write
+
+
+def plan_jobs(inputs: list[str], out: str | os.PathLike, fmt: str | None = None) -> list[Job]:
+    """Pair every input file with its output path; UsageError for an impossible command line.
+
+    ``out`` is a folder, or with a single input file an output file whose extension picks the
+    format. Folder inputs contribute their image files (others are planned as skipped).
+    """
+    out = Path(out)
+    if _names_a_file(out):
+        if len(inputs) != 1 or Path(inputs[0]).is_dir():
+            raise UsageError(f"-o {out} names one file, but the input is several files or a folder; "
+                             "give a folder to -o")
+        if fmt is not None:
+            raise UsageError(f"-o {out} already says the format; leave out --format")
         try:
-            if target.resolve() == source.resolve():
-                raise ImageReadError(f"{source}: output would overwrite the input")
-            write_rgb(target, model(read_rgb(source)))
-            done += 1
+            output_format(out)
+        except ValueError as err:  # .gif and other formats we read but cannot write
+            raise UsageError(str(err)) from None
+        return [Job(Path(inputs[0]), out)]
+    jobs, out_resolved = [], out.resolve()
+    for item in inputs:
+        root = Path(item)
+        if not root.is_dir():
+            jobs.append(Job(root, out / (root.stem + _target_suffix(root, fmt))))
+            continue
+        # An output folder inside this one holds outputs, not inputs (the outputs of earlier runs).
+        nested_out = out_resolved if root.resolve() in out_resolved.parents else None
+        for path in sorted(root.rglob("*")):
+            relative = path.relative_to(root)
+            if (not path.is_file() or any(part.startswith(".") for part in relative.parts)
+                    or (nested_out is not None and nested_out in path.resolve().parents)):
+                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                jobs.append(Job(path, None))
+            else:
+                jobs.append(Job(path, out / relative.with_suffix(_target_suffix(path, fmt))))
+    return jobs
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True for one path, a symlink to it, or a hard link to it."""
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def _deblur_one(model, source: Path, target: Path, quality: int, max_pixels: int) -> None:
+    """Load, restore, write; ImageReadError (with the reason) for anything the user can fix."""
+    image = load_image(source, max_pixels=max_pixels)
+    try:
+        restored = model(image.rgb)
+    except MemoryError:
+        raise ImageReadError(f"{source}: out of memory while deblurring; try a smaller --tile") from None
+    except RuntimeError as err:
+        if "out of memory" not in str(err).lower():
+            raise
+        raise ImageReadError(f"{source}: out of memory while deblurring; try a smaller --tile") from None
+    try:
+        save_image(target, restored, image, quality=quality)
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ImageReadError(f"{source}: cannot write {target} ({reason})") from None
+
+
+def deblur_files(model: Callable[[np.ndarray], np.ndarray], inputs: list[str], out: str | os.PathLike,
+                 *, fmt: str | None = None, quality: int = 95, force: bool = False,
+                 overwrite: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+                 debug: bool = False, log: Callable[[str], None] | None = None) -> Summary:
+    """Deblur every input with ``model`` (uint8/uint16 (H, W, 3) -> same); return the counts.
+
+    Images are loaded, restored and written one at a time.
+    """
+    log = log or (lambda line: tqdm.write(line, file=sys.stderr))
+    jobs = plan_jobs(inputs, out, fmt)
+    sources = {job.source.resolve() for job in jobs}
+    claimed: dict[Path, Path] = {}  # resolved output -> the input it belongs to
+    summary = Summary()
+
+    def fail(line: str) -> None:
+        summary.failed += 1
+        log(f"darkdeblur: {line}")
+        if debug:
+            traceback.print_exc()
+
+    for job in tqdm(jobs, disable=True if not progress else None, unit="image"):
+        source, target = job.source, job.target
+        if target is None:
+            summary.skipped += 1
+            log(f"darkdeblur: {source}: skipped, not an image file")
+            continue
+        resolved = target.resolve()
+        if resolved in claimed:
+            fail(f"{source}: output {target} is already the output of {claimed[resolved]}")
+            continue
+        claimed[resolved] = source
+        is_input = resolved in sources or _same_file(target, source)
+        if is_input and not overwrite:
+            fail(f"{source}: output {target} is an input; use --overwrite to replace it")
+            continue
+        if target.exists() and not force and not is_input:
+            summary.skipped += 1
+            log(f"darkdeblur: {source}: skipped, {target} exists (use --force to replace it)")
+            continue
+        try:  # one image in memory at a time: _deblur_one's arrays go when it returns
+            _deblur_one(model, source, target, quality, max_pixels)
+            summary.done += 1
         except ImageReadError as err:
-            log(f"darkdeblur: {err}")
-            failed += 1
-    return done, failed
+            fail(str(err))
+    return summary

@@ -1,4 +1,4 @@
-"""Deblurring whole images with a trained generator."""
+"""Deblurring images with a trained generator: whole images, or tiles for large ones."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import load_generator
 from .config import RunConfig
-from .image_io import to_tensor, to_uint8
+from .tiling import MIN_OVERLAP, quantize, restore_tiled, round_up, to_float
 
 BUNDLED_WEIGHTS = "default.safetensors"
 
@@ -20,24 +20,58 @@ def bundled_weights_path() -> Path:
     return Path(str(resources.files("darkdeblur") / "weights" / BUNDLED_WEIGHTS))
 
 
-class Deblurrer:
-    """A loaded generator plus the device it runs on; call it on uint8 (H, W, 3) RGB arrays."""
+def auto_tile(device: torch.device) -> int:
+    """Tile side for ``device``: the bundled model needs ~0.4 GB of activations at 768 x 768."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 2048 if free > 8 * 2**30 else 1024
+    return 768
 
-    def __init__(self, generator: nn.Module, cfg: RunConfig, device: torch.device):
+
+class Deblurrer:
+    """A loaded generator plus the device it runs on; call it on uint8 (H, W, 3) RGB arrays.
+
+    Images of at most ``tile**2`` pixels are restored whole; larger ones as overlapping
+    ``tile`` x ``tile`` tiles (see :mod:`darkdeblur.tiling`). ``tile=None`` picks a size for the
+    device, ``tile=0`` never tiles. ``half`` runs the generator in float16 (GPU only).
+    """
+
+    def __init__(self, generator: nn.Module, cfg: RunConfig, device: torch.device,
+                 tile: int | None = None, overlap: int | None = None, half: bool = False):
+        if half and device.type == "cpu":
+            raise ValueError("--half needs a GPU (cuda or mps); the CPU runs in float32")
         self.generator, self.cfg, self.device = generator, cfg, device
+        self.dtype = torch.float16 if half else torch.float32
+        self.generator.to(self.dtype)
+        multiple = getattr(generator, "multiple", 1)
+        self.overlap = round_up(max(overlap if overlap is not None else MIN_OVERLAP, 0), multiple)
+        self.tile = round_up(auto_tile(device) if tile is None else tile, multiple)
+        if self.tile and self.tile < 2 * self.overlap:
+            raise ValueError(f"tile {self.tile} must be at least twice the overlap {self.overlap} "
+                             f"(both rounded up to multiples of {multiple})")
 
     @torch.inference_mode()
     def restore_tensor(self, blurred: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> restored, same shape, on CPU, float32."""
-        return self.generator(blurred.to(self.device)).float().clamp(0, 1).cpu()
+        restored = self.generator(blurred.to(self.device, self.dtype))
+        return restored.float().clamp(0, 1).cpu()
+
+    def restore_array(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 or uint16 (H, W, 3) -> restored, same dtype; tiled when larger than ``tile**2``."""
+        height, width = pixels.shape[:2]
+        if not self.tile or height * width <= self.tile**2:
+            restored = self.restore_tensor(to_float(pixels))[0].permute(1, 2, 0).numpy()
+            return quantize(restored, pixels.dtype)
+        return restore_tiled(self.restore_tensor, pixels, self.tile, self.overlap)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
-        return to_uint8(self.restore_tensor(to_tensor(rgb)))
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"expected a uint8 or uint16 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+        return self.restore_array(rgb)
 
 
-def load_model(weights: str | os.PathLike | None = None, device: str = "auto") -> Deblurrer:
+def load_model(weights: str | os.PathLike | None = None, device: str = "auto",
+               tile: int | None = None, overlap: int | None = None, half: bool = False) -> Deblurrer:
     """Load a generator from ``weights`` (safetensors or checkpoint), or the bundled model."""
     from .trainer import resolve_device
     dev = resolve_device(device)
@@ -45,7 +79,7 @@ def load_model(weights: str | os.PathLike | None = None, device: str = "auto") -
     if weights is None and not path.is_file():
         raise FileNotFoundError(f"{path}: no bundled weights in this installation; pass --weights")
     generator, cfg = load_generator(path, dev)
-    return Deblurrer(generator, cfg, dev)
+    return Deblurrer(generator, cfg, dev, tile=tile, overlap=overlap, half=half)
 
 
 def deblur(image, model: Deblurrer | None = None):
