@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--val", help="validation folder (pairs or sharp photos): PSNR and image grids "
+                                 "in TensorBoard")
+    p.add_argument("--validate-every", type=int,
+                   help="validate every N steps (default: the preset's, else --checkpoint-every)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM on paired images")
     p.add_argument("--weights", help="weights or checkpoint (default: the bundled model)")
@@ -144,12 +148,15 @@ def _cmd_train(args) -> int:
     cfg = preset(args.preset)
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
                                    "crop": args.crop, "lr": args.lr, "seed": args.seed,
-                                   "checkpoint_every": args.checkpoint_every}.items() if v is not None}
+                                   "checkpoint_every": args.checkpoint_every,
+                                   "validate_every": args.validate_every}.items() if v is not None}
     cfg = replace(cfg, train=replace(cfg.train, **overrides))
+    if args.val and not cfg.train.validate_every:
+        cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,
                     device=args.device, vgg_weights=args.vgg_weights, init_weights=args.init_weights,
                     deterministic=args.deterministic, progress=not args.no_progress,
-                    stop_after=args.stop_after)
+                    stop_after=args.stop_after, val=args.val)
     if "weights" in summary:
         last = summary["history"][-1] if summary["history"] else {}
         print(f"darkdeblur train: steps {summary['start']}..{summary['steps']} in "

@@ -34,9 +34,12 @@ def _autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
-def _grad_norm(module: nn.Module) -> float:
-    norms = [p.grad.detach().norm() for p in module.parameters() if p.grad is not None]
-    return float(torch.stack(norms).norm()) if norms else 0.0
+def _grad_norm(module: nn.Module) -> torch.Tensor:
+    """L2 norm over all of ``module``'s gradients, as a 0-d tensor (no device sync)."""
+    grads = [p.grad.detach() for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.nn.utils.get_total_norm(grads)
 
 
 def adversarial_active(cfg: RunConfig, step: int) -> bool:
@@ -51,11 +54,12 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
     ``average_gradients(module)``, when given, all-reduces the discriminator's gradients across
     ranks. The discriminator is not DDP-wrapped: it runs several forwards per backward (real,
     fake, gradient penalty) and must stay frozen during the G step, which DDP's hooks dislike.
+    Values stay on the device until the end, so a step waits for the device only once.
     """
     g, d = models.generator, models.discriminator
     use_adv = d is not None and adversarial_active(cfg, step)
     amp = _autocast(blurred.device, cfg.train.bf16)
-    logs: dict[str, float] = {}
+    logs: dict[str, torch.Tensor] = {}
 
     if use_adv:
         d.requires_grad_(True)
@@ -70,7 +74,7 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
                 average_gradients(d)
             logs["grad_norm_d"] = _grad_norm(d)
             optimizers.discriminator.step()
-        logs.update({k: float(v.detach()) for k, v in terms.items()})
+        logs.update({k: v.detach() for k, v in terms.items()})
         d.requires_grad_(False)  # freeze D: the G step must not move it
 
     for _ in range(cfg.train.generator_steps):
@@ -82,7 +86,8 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
         terms["g_loss"].backward()
         logs["grad_norm_g"] = _grad_norm(g)
         optimizers.generator.step()
-    logs.update({k: float(v.detach()) for k, v in terms.items()})
+    logs.update({k: v.detach() for k, v in terms.items()})
     if d is not None:
         d.requires_grad_(True)
-    return logs
+    values = torch.stack([v.float().reshape(()).to(blurred.device) for v in logs.values()]).tolist()
+    return dict(zip(logs, values, strict=True))

@@ -1,8 +1,9 @@
 """The training loop: data, models, optimisers, checkpoints, resume, logs.
 
 ``train()`` is what ``darkdeblur train`` and ``torchrun -m darkdeblur train`` call. A run
-directory holds ``step_*.pt`` checkpoints (the newest ``keep_checkpoints``), a TensorBoard log
-under ``tensorboard/``, and ``generator.safetensors`` when training ends.
+directory holds ``step_*.pt`` checkpoints (the newest ``keep_checkpoints``), ``losses.jsonl``
+(every step's loss terms), a TensorBoard log under ``tensorboard/``, and
+``generator.safetensors`` when training ends. Under torchrun only rank 0 writes any of them.
 """
 from __future__ import annotations
 
@@ -11,21 +12,21 @@ import os
 import random
 import shutil
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from tqdm import tqdm
 
 from . import distributed
-from .checkpoint import export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import (export_weights, latest_checkpoint, load_checkpoint, random_states,
+                         restore_random_states, save_checkpoint)
 from .config import RunConfig
 from .data import BatchStream, device_batch, discover, load_training_images
 from .data.folders import DataSources
-from .data.stream import make_kernel_bank
+from .data.stream import Prefetcher, make_kernel_bank, validation_set
 from .models import build_discriminator, build_generator, count_parameters, init_normal
+from .run_logs import RunLog
 from .train_step import Models, Optimizers, adversarial_active, train_step
 
 MIN_FREE_BYTES = 256 * 2**20
@@ -47,8 +48,8 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_output_dir(out: Path) -> None:
-    """Fail before any work if the run directory cannot be written or the disk is nearly full."""
+def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
+    """Fail before any work if the run directory cannot be written or has under ``need_bytes`` free."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -57,9 +58,32 @@ def check_output_dir(out: Path) -> None:
     except OSError as err:
         raise TrainingError(f"{out}: output directory is not writable ({err.strerror or err})") from None
     free = shutil.disk_usage(out).free
-    if free < MIN_FREE_BYTES:
+    if free < need_bytes:
         raise TrainingError(f"{out}: only {free / 2**20:.0f} MiB free; checkpoints need at least "
-                            f"{MIN_FREE_BYTES / 2**20:.0f} MiB")
+                            f"{need_bytes / 2**20:.0f} MiB")
+
+
+def checkpoint_bytes(models: Models) -> int:
+    """Rough size of one checkpoint: weights and buffers plus Adam's two moments per weight."""
+    total = 0
+    for module in (models.generator, models.discriminator):
+        if module is not None:
+            total += sum(3 * p.numel() * p.element_size() for p in module.parameters())
+            total += sum(b.numel() * b.element_size() for b in module.buffers())
+    return total
+
+
+def _on_main(ctx: distributed.Context, dev: torch.device, action, what: str):
+    """Run ``action`` on rank 0 only; if it raises, every rank raises (none waits forever)."""
+    error, result = None, None
+    if ctx.is_main:
+        try:
+            result = action()
+        except Exception as err:  # noqa: BLE001 - re-raised below, after the other ranks know
+            error = err
+    if not distributed.all_ranks_agree(error is None, ctx, dev):
+        raise error or TrainingError(f"stopped: rank 0 failed to {what}")
+    return result
 
 
 def _lr_lambda(cfg: RunConfig):
@@ -71,30 +95,10 @@ def _lr_lambda(cfg: RunConfig):
     raise ValueError(f"unknown lr_schedule {cfg.train.lr_schedule!r}; choose constant or cosine")
 
 
-def _random_states(noise_generator: torch.Generator) -> dict:
-    return {"python": random.getstate(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "noise": noise_generator.get_state()}
-
-
-def _restore_random_states(states: dict, noise_generator: torch.Generator) -> None:
-    random.setstate(_as_tuple(states["python"]))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    noise_generator.set_state(states["noise"])
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def _gather(obj, ctx: distributed.Context) -> list:
-    if not ctx.enabled:
-        return [obj]
-    out = [None] * ctx.world
-    dist.all_gather_object(out, obj)
-    return out
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def build_models(cfg: RunConfig, device: torch.device, vgg_weights: str | None) -> Models:
@@ -137,11 +141,14 @@ def load_sources(data: list[str | Path], layout: str) -> DataSources:
 def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: str = "auto",
           resume: bool = False, device: str = "auto", vgg_weights: str | None = None,
           init_weights: str | None = None, deterministic: bool = False,
-          progress: bool = True, stop_after: int | None = None) -> dict:
+          progress: bool = True, stop_after: int | None = None,
+          val: str | Path | None = None) -> dict:
     """Train ``cfg`` on the images under ``data`` into run directory ``out``.
 
     ``stop_after`` ends this invocation after that many steps without changing the schedule, so
-    a long run can be done in pieces with ``resume=True``. Returns a summary dict.
+    a long run can be done in pieces with ``resume=True``. ``val`` is a folder (pairs or sharp
+    photos) whose first few images give PSNR and image grids every ``validate_every`` steps.
+    Returns a summary dict.
     """
     out = Path(out)
     dev = resolve_device(device)
@@ -149,136 +156,194 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
     if dev.type == "cuda" and ctx.enabled:
         dev = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(dev)
-    if ctx.is_main:
-        check_output_dir(out)
-    if deterministic:
-        torch.use_deterministic_algorithms(True)
+    flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     try:
+        _on_main(ctx, dev, lambda: check_output_dir(out), "use the output directory")
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = not deterministic  # fixed crop sizes: autotune convs
         return _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights,
-                      progress, stop_after)
+                      progress, stop_after, val)
     finally:
+        torch.use_deterministic_algorithms(flags[0])
+        torch.backends.cudnn.benchmark = flags[1]
         distributed.shutdown(ctx)
 
 
-def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, progress, stop_after):
+@dataclass
+class _Run:
+    """What a checkpoint captures, and where it goes."""
+
+    cfg: RunConfig
+    ctx: distributed.Context
+    dev: torch.device
+    out: Path
+    models: Models
+    optimizers: Optimizers
+    schedulers: list
+    stream: BatchStream | Prefetcher  # the Prefetcher once training runs
+    noise: torch.Generator  # device-side noise, per rank
+
+
+def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, progress,
+           stop_after, val):
     tc = cfg.train
-    torch.manual_seed(tc.seed)  # same initial weights on every rank
-    random.seed(tc.seed)
+    _seed_all(tc.seed)  # same initial weights on every rank
     models = build_models(cfg, dev, vgg_weights)
     if init_weights:
         from .checkpoint import load_generator
         warm, _ = load_generator(init_weights)
         models.generator.load_state_dict(warm.state_dict(), strict=True)
-    opt_g = torch.optim.Adam(models.generator.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
-    opt_d = (torch.optim.Adam(models.discriminator.parameters(), lr=tc.lr, betas=(tc.beta1, tc.beta2))
-             if models.discriminator else None)
-    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(cfg)) for o in (opt_g, opt_d) if o]
+    need = checkpoint_bytes(models) + MIN_FREE_BYTES
+    _on_main(ctx, dev, lambda: check_output_dir(out, need), "check free disk space")
+    # BatchNorm statistics over the whole distributed batch; parameters keep their identity.
+    models.generator = distributed.sync_batchnorm(models.generator, ctx, dev)
+    if models.discriminator is not None:
+        models.discriminator = distributed.sync_batchnorm(models.discriminator, ctx, dev)
+    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2))
+    optimizers = Optimizers(torch.optim.Adam(models.generator.parameters(), **adam),
+                            torch.optim.Adam(models.discriminator.parameters(), **adam)
+                            if models.discriminator else None)
+    schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(cfg))
+                  for o in (optimizers.generator, optimizers.discriminator) if o]
 
     images = load_training_images(load_sources(data, layout), tc.downsample)
     stream = BatchStream(images, tc, tc.seed, ctx.rank, ctx.world)
     kernels = make_kernel_bank(tc, tc.seed, stream.bank_size).to(dev)
-    noise_generator = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
-    torch.manual_seed(tc.seed * 1000 + ctx.rank)  # dropout differs per rank
+    noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
+    _seed_all(tc.seed * 1000 + ctx.rank)  # dropout differs per rank
+    run = _Run(cfg, ctx, dev, out, models, optimizers, schedulers, stream, noise)
+    val_set = None
+    if val is not None:
+        val_set = _on_main(ctx, dev, lambda: _load_validation(val, tc, dev), "load --val images")
 
     start = 0
     last_path = latest_checkpoint(out) if resume else None
     if resume and last_path is None and ctx.is_main:
         print(f"darkdeblur: no checkpoint in {out}; starting from step 0")
     if last_path is not None:
-        state = load_checkpoint(last_path, map_location="cpu")
-        if state["config"] != cfg.to_dict():
-            raise TrainingError(f"{last_path}: checkpoint was made with another config "
-                                f"(preset {state['config']['preset']!r}); use a new --out")
-        models.generator.load_state_dict(state["generator"])
-        opt_g.load_state_dict(state["opt_generator"])
-        if models.discriminator:
-            models.discriminator.load_state_dict(state["discriminator"])
-            opt_d.load_state_dict(state["opt_discriminator"])
-        for sched, sd in zip(schedulers, state["schedulers"]):
-            sched.load_state_dict(sd)
-        ranks = state["ranks"]
-        if len(ranks) != ctx.world:
-            raise TrainingError(f"{last_path}: saved with {len(ranks)} processes, resuming with "
-                                f"{ctx.world}; exact resume needs the same number")
-        stream.load_state_dict(ranks[ctx.rank]["stream"])
-        _restore_random_states(ranks[ctx.rank]["random"], noise_generator)
-        start = state["step"]
-
-    generator = distributed.wrap(models.generator, ctx, dev)
-    if models.discriminator is not None and ctx.enabled:
-        models.discriminator = torch.nn.SyncBatchNorm.convert_sync_batchnorm(models.discriminator)
-    step_models = replace(models, generator=generator)
-    average = distributed.gradient_averager(ctx)
-
-    writer = None
+        start = _restore(run, load_checkpoint(last_path, map_location="cpu"), last_path)
+    end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
+    samples_per_step = tc.batch_size * ctx.world
     if ctx.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"))
-        samples = tc.batch_size * ctx.world
         print(f"darkdeblur train: preset {cfg.preset}, {count_parameters(models.generator) / 1e6:.2f} M "
               f"generator parameters, {len(images.sharp)} photos for synthetic blur + "
               f"{len(images.pairs)} real pairs, {ctx.world} process(es) on {dev.type}; effective batch "
-              f"{samples} ({tc.batch_size} per process), lr {tc.lr:g}, steps {start}..{tc.steps}")
+              f"{samples_per_step} ({tc.batch_size} per process), lr {tc.lr:g}, steps {start}..{end} "
+              f"of {tc.steps}", flush=True)
 
-    def save(step: int) -> Path | None:
-        rank_states = _gather({"stream": stream.state_dict(),
-                               "random": _random_states(noise_generator)}, ctx)
-        if not ctx.is_main:
-            return None
-        state = {"config": cfg.to_dict(), "step": step,
-                 "generator": models.generator.state_dict(), "opt_generator": opt_g.state_dict(),
-                 "schedulers": [s.state_dict() for s in schedulers], "ranks": rank_states}
-        if models.discriminator:
-            state["discriminator"] = distributed.unwrap(models.discriminator).state_dict()
-            state["opt_discriminator"] = opt_d.state_dict()
-        return save_checkpoint(out, state, keep=tc.keep_checkpoints)
-
-    end = tc.steps if stop_after is None else min(tc.steps, start + stop_after)
+    step_models = replace(models, generator=distributed.wrap(models.generator, ctx, dev))
+    average = distributed.gradient_averager(ctx)
     history: list[dict] = []
-    bar = tqdm(range(start, end), initial=start, total=tc.steps, disable=not (progress and ctx.is_main),
-               unit="step", dynamic_ncols=True)
+    log = None
+    run.stream = Prefetcher(stream, depth=2, pin=dev.type == "cuda")
     began = time.perf_counter()
-    generator.train()
-    if models.discriminator:
-        models.discriminator.train()
-    for step in bar:
-        blurred, sharp = device_batch(stream.next(), kernels, dev, noise_generator)
-        logs = train_step(step_models, Optimizers(opt_g, opt_d), blurred, sharp, cfg, step,
-                          noise_generator, average)
-        finite = all(math.isfinite(v) for v in logs.values())
-        if not distributed.all_ranks_agree(finite, ctx, dev):
-            bad = ", ".join(f"{k}={v}" for k, v in logs.items() if not math.isfinite(v)) or "on another rank"
-            kept = latest_checkpoint(out)
-            raise TrainingError(f"step {step}: non-finite loss ({bad}); training stopped, last good "
-                                f"checkpoint {kept if kept else '(none yet)'} is kept")
-        for sched in schedulers:
-            sched.step()
-        logs["lr"] = opt_g.param_groups[0]["lr"]
-        history.append({"step": step + 1, **logs})
-        done = step + 1
+    try:
         if ctx.is_main:
-            rate = (done - start) * tc.batch_size * ctx.world / (time.perf_counter() - began)
-            bar.set_postfix(l1=f"{logs['l1']:.4f}", g=f"{logs['g_loss']:.3f}",
-                            d=f"{logs.get('d_loss', float('nan')):.3f}", sps=f"{rate:.1f}")
-            if done % tc.log_every == 0 or done == end:
-                for key, value in logs.items():
-                    writer.add_scalar(f"train/{key}", value, done)
-                writer.add_scalar("train/samples_per_s", rate, done)
-            if tc.image_every and done % tc.image_every == 0:
-                with torch.no_grad():
-                    restored = generator(blurred[:4]).float()
-                grid = torch.cat([blurred[:4], restored.clamp(0, 1), sharp[:4]], dim=3)
-                writer.add_images("train/blurred|restored|sharp", grid, done)
-        if done % tc.checkpoint_every == 0 or done == end:
-            save(done)
-    bar.close()
+            log = RunLog(out, start, end, tc.steps, samples_per_step, tc.log_every, progress)
+        step_models.generator.train()
+        if models.discriminator:
+            models.discriminator.train()
+        for step in range(start, end):
+            blurred, sharp = device_batch(run.stream.next(), kernels, dev, noise)
+            logs = train_step(step_models, optimizers, blurred, sharp, cfg, step, noise, average)
+            done = step + 1
+            logs = distributed.mean_over_ranks(logs, ctx, dev)  # the same on every rank
+            bad = ", ".join(f"{k}={v}" for k, v in logs.items() if not math.isfinite(v))
+            if bad:  # every rank stops at the same step
+                kept = latest_checkpoint(out) if ctx.is_main else None
+                raise TrainingError(f"step {done}: non-finite loss ({bad}); training stopped, the "
+                                    f"last good checkpoint {kept or '(none yet)'} is kept")
+            logs["lr"] = optimizers.generator.param_groups[0]["lr"]  # the rate this step used
+            for sched in schedulers:
+                sched.step()
+            history.append({"step": done, **logs})
+            if log is not None:
+                log.step(done, logs)
+                if tc.image_every and done % tc.image_every == 0:
+                    log.images("train", models.generator, blurred[:4], sharp[:4], done)
+                if val_set is not None and (done == end or (tc.validate_every
+                                                            and done % tc.validate_every == 0)):
+                    log.validate(models.generator, *val_set, done)
+            if done % tc.checkpoint_every == 0 or done == end:
+                _save(run, done)
+    finally:
+        run.stream.close()
+        if log is not None:
+            log.close()
 
     summary = {"steps": end, "start": start, "seconds": time.perf_counter() - began,
                "history": history, "world": ctx.world,
                "adversarial_active": adversarial_active(cfg, end - 1)}
     if ctx.is_main:
-        writer.close()
         summary["weights"] = str(out / "generator.safetensors")
         export_weights(models.generator, cfg, out / "generator.safetensors",
                        extra={"step": end})
     return summary
+
+
+def _save(run: _Run, step: int) -> None:
+    """Gather every rank's data order and random states; rank 0 writes the checkpoint."""
+    models, optimizers, ctx = run.models, run.optimizers, run.ctx
+    modules = [m for m in (models.generator, models.discriminator) if m is not None]
+    rank_state = {"stream": run.stream.state_dict(), "random": random_states(run.noise)}
+    if ctx.enabled:  # each rank's own hash: proof that the ranks still hold the same model
+        rank_state["weights_sha256"] = distributed.state_digest([m.state_dict() for m in modules])
+    rank_states = distributed.gather(rank_state, ctx)
+    if len({r.get("weights_sha256") for r in rank_states}) > 1 and ctx.is_main:
+        print(f"darkdeblur train: warning: at step {step} the ranks hold different weights "
+              f"(see 'weights_sha256' in the checkpoint)", flush=True)
+    state = {"config": run.cfg.to_dict(), "step": step,
+             "generator": models.generator.state_dict(),
+             "opt_generator": optimizers.generator.state_dict(),
+             "schedulers": [s.state_dict() for s in run.schedulers], "ranks": rank_states}
+    if models.discriminator:
+        state["discriminator"] = models.discriminator.state_dict()
+        state["opt_discriminator"] = optimizers.discriminator.state_dict()
+
+    def write() -> None:
+        try:
+            save_checkpoint(run.out, state, keep=run.cfg.train.keep_checkpoints)
+        except OSError as err:
+            raise TrainingError(f"step {step}: cannot write a checkpoint in {run.out} "
+                                f"({err.strerror or err}); training stopped, the last good "
+                                f"checkpoint {latest_checkpoint(run.out) or '(none yet)'} is kept") from None
+
+    _on_main(ctx, run.dev, write, "write a checkpoint")
+
+
+def _restore(run: _Run, state: dict, path: Path) -> int:
+    """Load a checkpoint into everything that changes during training; return its step."""
+    if _without_cadence(state["config"]) != _without_cadence(run.cfg.to_dict()):
+        raise TrainingError(f"{path}: checkpoint was made with another config "
+                            f"(preset {state['config']['preset']!r}); use a new --out")
+    ranks = state["ranks"]
+    if len(ranks) != run.ctx.world:
+        raise TrainingError(f"{path}: saved with {len(ranks)} processes, resuming with "
+                            f"{run.ctx.world}; exact resume needs the same number")
+    run.models.generator.load_state_dict(state["generator"])
+    run.optimizers.generator.load_state_dict(state["opt_generator"])
+    if run.models.discriminator:
+        run.models.discriminator.load_state_dict(state["discriminator"])
+        run.optimizers.discriminator.load_state_dict(state["opt_discriminator"])
+    for sched, sd in zip(run.schedulers, state["schedulers"], strict=True):
+        sched.load_state_dict(sd)
+    run.stream.load_state_dict(ranks[run.ctx.rank]["stream"])
+    restore_random_states(ranks[run.ctx.rank]["random"], run.noise)
+    return state["step"]
+
+
+# How often to log, checkpoint or validate changes no result: a resume may change them.
+_CADENCE = ("log_every", "image_every", "checkpoint_every", "keep_checkpoints", "validate_every")
+
+
+def _without_cadence(config: dict) -> dict:
+    return {**config, "train": {k: v for k, v in config["train"].items() if k not in _CADENCE}}
+
+
+def _load_validation(folder, tc, dev) -> list[torch.Tensor]:
+    try:
+        return [t.to(dev) for t in validation_set(load_sources([folder], "auto"), tc)]
+    except (ValueError, OSError) as err:
+        raise TrainingError(f"--val {folder}: {err}") from None

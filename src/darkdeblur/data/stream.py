@@ -1,13 +1,18 @@
 """The training batch stream: the CPU decodes and crops, the training device blurs and adds noise.
 
 Decoded images are held in memory once (a few hundred photos fit easily), so a step costs only
-crops on the CPU. Synthetic samples are cropped with a margin of half a kernel on each side,
-blurred on the device by one batched grouped convolution, and cropped back, so their borders are
-real blur rather than padding. Every random choice comes from generators whose state is part of
-the checkpoint, so a resumed run draws exactly the batches an uninterrupted run would.
+crops on the CPU, done a few steps ahead in a background thread (:class:`Prefetcher`).
+Synthetic samples are cropped with a margin of half a kernel on each side, blurred on the
+device by one batched grouped convolution, and cropped back, so their borders are real blur
+rather than padding. Every random choice comes from generators whose state is part of the
+checkpoint, so a resumed run draws exactly the batches an uninterrupted run would.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +21,8 @@ import torch
 from PIL import Image
 
 from ..blur import add_gaussian_noise, blur, kernel_bank
+from ..blur import trajectory as _trajectory
+from ..checkpoint import atomic_write
 from ..config import TrainConfig
 from ..image_io import read_rgb
 from .folders import DataSources
@@ -89,16 +96,29 @@ class RawBatch:
     margin: int
 
 
+def _pad_to(images: list[np.ndarray], size: int) -> list[np.ndarray]:
+    """Reflect-pad (edge-pad if far too small) equal-shaped images to at least size x size."""
+    h, w = images[0].shape[:2]
+    if h >= size and w >= size:
+        return images
+    pad = ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0))
+    return [np.pad(im, pad, mode="reflect" if size - max(h, w) < min(h, w) else "edge")
+            for im in images]
+
+
 def _crop(rng: np.random.Generator, images: list[np.ndarray], size: int) -> list[np.ndarray]:
     """The same random size x size window from each (equal-shaped) image; reflect-pad if small."""
+    images = _pad_to(images, size)
     h, w = images[0].shape[:2]
-    if h < size or w < size:
-        pad = ((0, max(0, size - h)), (0, max(0, size - w)), (0, 0))
-        images = [np.pad(im, pad, mode="reflect" if size - max(h, w) < min(h, w) else "edge")
-                  for im in images]
-        h, w = images[0].shape[:2]
     top = int(rng.integers(0, h - size + 1))
     left = int(rng.integers(0, w - size + 1))
+    return [im[top:top + size, left:left + size] for im in images]
+
+
+def _centre_crop(images: list[np.ndarray], size: int) -> list[np.ndarray]:
+    images = _pad_to(images, size)
+    h, w = images[0].shape[:2]
+    top, left = (h - size) // 2, (w - size) // 2
     return [im[top:top + size, left:left + size] for im in images]
 
 
@@ -162,11 +182,89 @@ class BatchStream:
             self.pair_order.load_state_dict(state["pair_order"])
 
 
+class Prefetcher:
+    """Draws a :class:`BatchStream`'s batches ``depth`` steps ahead in a background thread.
+
+    The CPU crops the next batches while the device trains on this one. ``state_dict`` is the
+    stream's state after the last batch handed out (not after the ones queued), so a
+    checkpoint resumes exactly where training was. ``pin`` puts batches in page-locked memory
+    for asynchronous copies to a GPU.
+    """
+
+    def __init__(self, stream: BatchStream, depth: int = 2, pin: bool = False):
+        self.stream, self.pin = stream, pin
+        self._state = stream.state_dict()
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._fill, name="darkdeblur-prefetch", daemon=True)
+        self._thread.start()
+
+    def _fill(self) -> None:
+        try:
+            while not self._stop.is_set():
+                raw = self.stream.next()
+                if self.pin:
+                    raw = RawBatch(**{k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                                      for k, v in vars(raw).items()})
+                self._put((raw, self.stream.state_dict()))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            self._put((err, None))
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():  # never block past close()
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> RawBatch:
+        raw, state = self._queue.get()
+        if isinstance(raw, BaseException):
+            raise raw
+        self._state = state
+        return raw
+
+    def state_dict(self) -> dict:
+        return self._state
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(os.environ.get("DARKDEBLUR_CACHE", Path(base) / "darkdeblur"))
+
+
 def make_kernel_bank(cfg: TrainConfig, seed: int, count: int = 1024) -> torch.Tensor:
-    """(count, k, k) float32 full-exposure camera-shake kernels shared by all ranks."""
-    return torch.from_numpy(kernel_bank(seed, count, cfg.kernel_size, min_length=cfg.min_blur_length,
-                                        max_length=cfg.max_blur_length, exposure=1.0,
-                                        anxiety=cfg.blur_anxiety))
+    """(count, k, k) float32 full-exposure camera-shake kernels shared by all ranks.
+
+    Drawing 1024 trajectories takes seconds, so banks are cached on disk (``$DARKDEBLUR_CACHE``,
+    default ``~/.cache/darkdeblur``) under a key made of the arguments and the trajectory code
+    itself; a cache that cannot be written is skipped.
+    """
+    args = dict(size=cfg.kernel_size, min_length=cfg.min_blur_length, max_length=cfg.max_blur_length,
+                exposure=1.0, anxiety=cfg.blur_anxiety)
+    key = hashlib.sha256(repr((seed, count, sorted(args.items()))).encode()
+                         + Path(_trajectory.__file__).read_bytes()).hexdigest()[:20]
+    path = _cache_dir() / f"kernel-bank-{key}.npy"
+    try:
+        return torch.from_numpy(np.load(path))
+    except (OSError, ValueError):
+        pass
+    bank = kernel_bank(seed, count, **args)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, bank)
+
+    try:
+        atomic_write(path, write)
+    except OSError:
+        pass
+    return torch.from_numpy(bank)
 
 
 def device_batch(raw: RawBatch, kernels: torch.Tensor, device: torch.device,
@@ -192,3 +290,29 @@ def device_batch(raw: RawBatch, kernels: torch.Tensor, device: torch.device,
     sharp_t = torch.where(flip, sharp_t.flip(-1), sharp_t)
     blurred_t = add_gaussian_noise(blurred_t, raw.noise_variance.to(device), generator)
     return blurred_t.contiguous(), sharp_t.contiguous()
+
+
+def validation_set(sources: DataSources, cfg: TrainConfig, count: int = 8,
+                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A small fixed validation batch: (blurred, sharp), each (N, 3, crop, crop) float32 in [0, 1].
+
+    Real pairs come first, then sharp photos blurred by a fixed bank of ``seed``'s kernels
+    (no noise); centre crops of ``cfg.crop`` pixels, at most ``count`` images, CPU tensors.
+    """
+    crop, margin = cfg.crop, cfg.kernel_size // 2
+    pairs = [_centre_crop([_prepare(b, cfg.downsample), _prepare(s, cfg.downsample)], crop)
+             for b, s in sources.pairs[:count]]
+    photos = [_centre_crop([_prepare(p, cfg.downsample)], crop + 2 * margin)[0]
+              for p in sources.sharp[:count - len(pairs)]]
+    if not pairs and not photos:
+        raise ValueError("no validation images found")
+    blurred, sharp = [], []
+    if pairs:
+        blurred.append(_stack([b for b, _ in pairs], crop).float() / 255)
+        sharp.append(_stack([s for _, s in pairs], crop).float() / 255)
+    if photos:
+        big = _stack(photos, crop + 2 * margin).float() / 255
+        end = crop + margin
+        blurred.append(blur(big, make_kernel_bank(cfg, seed, len(photos)))[..., margin:end, margin:end])
+        sharp.append(big[..., margin:end, margin:end])
+    return torch.cat(blurred).contiguous(), torch.cat(sharp).contiguous()
