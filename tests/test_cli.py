@@ -30,6 +30,9 @@ def test_bare_path_means_deblur(tmp_path, weights, sharp_folder):
     out = tmp_path / "out"
     assert main([str(sharp_folder / "rocket.png"), "-o", str(out), "--weights", str(weights)]) == 0
     assert (out / "rocket.png").is_file()
+    out2 = tmp_path / "out2"
+    assert main(["-o", str(out2), "--weights", str(weights), str(sharp_folder / "rocket.png")]) == 0
+    assert (out2 / "rocket.png").is_file()
 
 
 def test_missing_file_is_one_line_and_nonzero(tmp_path, weights, capsys):

@@ -198,9 +198,13 @@ HANDLERS = {"deblur": _cmd_deblur, "export": _cmd_export, "train": _cmd_train, "
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `darkdeblur photo.jpg` means `darkdeblur deblur photo.jpg`.
-    first = next((a for a in argv if not a.startswith("-")), None)
-    if first is not None and first not in COMMANDS:
-        argv.insert(argv.index(first), "deblur")
+    # With no subcommand anywhere, insert one after the top-level flags, so that
+    # `darkdeblur -o out photo.jpg` works too.
+    if argv and not any(a in COMMANDS for a in argv) and not {"-h", "--help", "--version"} & set(argv):
+        lead = 0
+        while lead < len(argv) and argv[lead] == "--debug":
+            lead += 1
+        argv.insert(lead, "deblur")
     parser = _parser()
     try:
         args = parser.parse_args(argv)

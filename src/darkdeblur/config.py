@@ -200,9 +200,9 @@ def default() -> RunConfig:
         discriminator=DiscriminatorConfig(channels=(32, 64, 128, 256), strides=(2, 2, 2, 2),
                                           kernel_size=3),
         loss=LossConfig(lambda_adv=0.01, lambda_l1=100.0, lambda_dark=250.0,
-                        adv_warmup_steps=9000),
+                        adv_warmup_steps=4000),
         train=TrainConfig(batch_size=8, crop=128, lr=1e-3, beta1=0.9, lr_schedule="cosine",
-                          generator_steps=1, steps=12000, checkpoint_every=1000,
+                          generator_steps=1, steps=5000, checkpoint_every=500,
                           keep_checkpoints=20, image_every=1000, log_every=50),
     )
 
