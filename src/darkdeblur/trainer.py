@@ -12,6 +12,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -256,8 +257,13 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
                 raise TrainingError(f"step {done}: non-finite loss ({bad}); training stopped, the "
                                     f"last good checkpoint {kept or '(none yet)'} is kept")
             logs["lr"] = optimizers.generator.param_groups[0]["lr"]  # the rate this step used
-            for sched in schedulers:
-                sched.step()
+            with warnings.catch_warnings():
+                # During an adversarial warm-up D does not step, yet its schedule must follow
+                # the global step; PyTorch warns about exactly that order.
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
+                                        category=UserWarning)
+                for sched in schedulers:
+                    sched.step()
             history.append({"step": done, **logs})
             if log is not None:
                 log.step(done, logs)
