@@ -41,7 +41,7 @@ from darkdeblur.deconvolution import richardson_lucy_deconvolve, wiener_deconvol
 from darkdeblur.image_io import list_images, read_rgb, write_rgb
 from darkdeblur.inference import bundled_weights_path, load_model
 from darkdeblur.make_data import make_synthetic
-from darkdeblur.metrics import PAPER_HALVE_MIN_HEIGHT, score
+from darkdeblur.metrics import model_input, score
 from speed import replace_section  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,18 +92,6 @@ def make_synthetic_sets(synth: Path) -> None:
                 make_synthetic(DATA / "dev/sharp" / name, out, seed=0, noise_variance=noise, progress=False)
 
 
-def halve(rgb: np.ndarray) -> np.ndarray:
-    """Bicubic 2x downsampling (Pillow), as the training data stream halves GOPRO frames."""
-    h, w = rgb.shape[:2]
-    return np.asarray(Image.fromarray(rgb).resize((w // 2, h // 2), Image.BICUBIC))
-
-
-def protocol_view(rgb: np.ndarray, protocol: str) -> np.ndarray:
-    """What the method sees: under ``paper``, frames >= 720 px tall are halved first (the paper's
-    GOPRO test images were); ``metrics.score`` then resizes both sides to 360x360."""
-    if protocol == "paper" and rgb.shape[0] >= PAPER_HALVE_MIN_HEIGHT:
-        return halve(rgb)
-    return rgb
 
 
 # ------------------------------------------------------------------------------------ methods
@@ -205,8 +193,8 @@ def evaluate(method: Method, s: EvalSet, cache: Path, picks: dict[str, str]) -> 
     rows = []
     began = time.perf_counter()
     for blurred_path, sharp_path in find_pairs(s.folder):
-        blurred = protocol_view(read_rgb(blurred_path), s.protocol)
-        sharp = protocol_view(read_rgb(sharp_path), s.protocol)
+        blurred = model_input(read_rgb(blurred_path), s.protocol)
+        sharp = model_input(read_rgb(sharp_path), s.protocol)
         t0 = time.perf_counter()
         restored = blurred if restore is None else restore(blurred, _kernel(s.folder, blurred_path)
                                                             if s.synthetic else None)

@@ -48,3 +48,24 @@ def test_score_rejects_mismatched_or_float_images():
         score(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), "full")
     with pytest.raises(ValueError, match="unknown protocol"):
         score(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8), "cvpr")
+
+
+def test_paper_protocol_gives_the_method_halved_gopro_frames(tmp_path):
+    from darkdeblur.evaluate import evaluate_pairs
+    from PIL import Image
+    seen = []
+    frame = np.random.default_rng(3).integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    for sub in ("blur", "sharp"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(frame).save(tmp_path / sub / "f.png")
+
+    def identity(rgb):
+        seen.append(rgb.shape)
+        return rgb
+
+    pair = [(tmp_path / "blur" / "f.png", tmp_path / "sharp" / "f.png")]
+    summary = evaluate_pairs(identity, pair, "paper", progress=False)
+    assert seen == [(360, 640, 3)]
+    assert math.isinf(summary["psnr"])
+    evaluate_pairs(identity, pair, "full", progress=False)
+    assert seen[-1] == (720, 1280, 3)

@@ -40,11 +40,17 @@ def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
 
 
+def model_input(image: np.ndarray, protocol: str) -> np.ndarray:
+    """What a method is given under ``protocol``: the paper's GOPRO test frames were halved
+    (bicubic) before the network saw them; ``full`` passes images through unchanged."""
+    if protocol == "paper" and image.shape[0] >= PAPER_HALVE_MIN_HEIGHT:
+        return _resize(image, (image.shape[1] // 2, image.shape[0] // 2))
+    return image
+
+
 def paper_view(image: np.ndarray) -> np.ndarray:
     """The paper's test-time view of a uint8 image: halved if full-size GOPRO, then 360x360."""
-    if image.shape[0] >= PAPER_HALVE_MIN_HEIGHT:
-        image = _resize(image, (image.shape[1] // 2, image.shape[0] // 2))
-    return _resize(image, (PAPER_SIZE, PAPER_SIZE))
+    return _resize(model_input(image, "paper"), (PAPER_SIZE, PAPER_SIZE))
 
 
 def score(restored: np.ndarray, sharp: np.ndarray, protocol: str) -> dict[str, float]:
