@@ -54,8 +54,13 @@ def test_missing_weights_is_one_line_and_nonzero(tmp_path, sharp_folder, capsys)
 def test_train_eval_make_data_from_the_command_line(tmp_path, sharp_folder, capsys):
     run = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--data", str(sharp_folder), "--out", str(run),
-                 "--steps", "3", "--crop", "32", "--batch-size", "2", "--no-progress"]) == 0
+                 "--steps", "3", "--crop", "32", "--batch-size", "2", "--no-progress",
+                 "--max-noise-variance", "0.0005", "--adv-warmup-steps", "2"]) == 0
     assert (run / "generator.safetensors").is_file()
+    from darkdeblur.checkpoint import load_generator
+    _, cfg = load_generator(run / "generator.safetensors")
+    assert (cfg.train.steps, cfg.train.crop, cfg.train.batch_size) == (3, 32, 2)
+    assert cfg.train.max_noise_variance == 0.0005 and cfg.loss.adv_warmup_steps == 2
     synth = tmp_path / "synth"
     assert main(["make-data", "--sharp", str(sharp_folder), "--out", str(synth), "--seed", "0"]) == 0
     assert len(list((synth / "blur").iterdir())) == 4

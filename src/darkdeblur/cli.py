@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--max-noise-variance", type=float,
+                   help="Gaussian noise on blurred inputs, variance ~ U(0, this) (paper: 0.002)")
+    p.add_argument("--adv-warmup-steps", type=int,
+                   help="steps on content losses only before the adversarial term starts")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--stop-after", type=int, help="end this invocation after N steps (resume later)")
@@ -149,8 +153,11 @@ def _cmd_train(args) -> int:
     overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
                                    "crop": args.crop, "lr": args.lr, "seed": args.seed,
                                    "checkpoint_every": args.checkpoint_every,
-                                   "validate_every": args.validate_every}.items() if v is not None}
+                                   "validate_every": args.validate_every,
+                                   "max_noise_variance": args.max_noise_variance}.items() if v is not None}
     cfg = replace(cfg, train=replace(cfg.train, **overrides))
+    if args.adv_warmup_steps is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, adv_warmup_steps=args.adv_warmup_steps))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,
