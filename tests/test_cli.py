@@ -84,3 +84,22 @@ def test_unknown_preset_is_a_clean_error(tmp_path, sharp_folder, capsys):
 
 def test_bad_flag_is_a_usage_error():
     assert main(["eval", "--protocol", "cvpr", "--pairs", "x"]) == 2
+
+
+@pytest.mark.parametrize("name, content", [("w.pt", b"garbage"), ("w.safetensors", b"garbage"),
+                                           ("w.pt", b"\x80\x04K\x01.")])
+def test_unreadable_weights_file_is_one_line(tmp_path, sharp_folder, capsys, name, content):
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    code = main(["deblur", str(sharp_folder / "rocket.png"), "-o", str(tmp_path / "o"), "--weights", str(bad)])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and "weights_only=False" not in err[0]
+
+
+def test_unknown_device_is_one_line(tmp_path, sharp_folder, weights, capsys):
+    code = main(["deblur", str(sharp_folder / "rocket.png"), "-o", str(tmp_path / "o"),
+                 "--weights", str(weights), "--device", "gpu0"])
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device gpu0: unknown device" in err[0]

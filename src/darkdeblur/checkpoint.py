@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import re
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -84,14 +86,12 @@ def random_states(*generators: torch.Generator) -> dict:
 def restore_random_states(states: dict, *generators: torch.Generator) -> None:
     """Undo :func:`random_states`: every generator continues where it was."""
     random.setstate(_as_tuple(states["python"]))
-    if "numpy" in states:  # absent from the first checkpoints, which kept one "noise" generator
-        name, keys, pos, has_gauss, gauss = states["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    name, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(states["torch"])
     if states["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-    saved = states["generators"] if "generators" in states else [states["noise"]]
-    for generator, state in zip(generators, saved, strict=True):
+    for generator, state in zip(generators, states["generators"], strict=True):
         generator.set_state(state)
 
 
@@ -139,8 +139,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    version = state.get("format_version")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message is a page long and suggests weights_only=False, which is unsafe.
+        raise ValueError(f"{path}: not a darkdeblur checkpoint (not a file of plain tensors)") from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path}: not a darkdeblur checkpoint ({_first_line(err)})") from None
+    version = state.get("format_version") if isinstance(state, dict) else None
     if version != FORMAT_VERSION:
         raise ValueError(f"{path}: checkpoint format {version}, this darkdeblur reads {FORMAT_VERSION}")
     return state
@@ -157,8 +163,12 @@ def export_weights(generator: nn.Module, cfg: RunConfig, path: str | os.PathLike
     return sha256_of(path)
 
 
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
-    from safetensors import safe_open
     with safe_open(str(path), framework="pt") as f:
         return dict(f.metadata() or {})
 
@@ -172,11 +182,15 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":
-        meta = read_weights_metadata(path)
+        try:
+            meta = read_weights_metadata(path)
+            tensors = load_file(str(path))
+        except SafetensorError as err:
+            raise ValueError(f"{path}: not a safetensors file ({_first_line(err)})") from None
         if "config" not in meta:
             raise ValueError(f"{path}: safetensors file has no darkdeblur config in its metadata")
         cfg = RunConfig.from_dict(json.loads(meta["config"]))
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
     else:
         ckpt = load_checkpoint(path)
         cfg = RunConfig.from_dict(ckpt["config"])

@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         from .trainer import TrainingError
         known = (FileNotFoundError, ImageReadError, TrainingError, ValueError, PermissionError)
         kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
-        print(f"darkdeblur {args.command}: {kind}{err}", file=sys.stderr)
+        # Library messages can span lines (torch's often do); the user gets one.
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"darkdeblur {args.command}: {kind}{first}", file=sys.stderr)
         return 1
 
 

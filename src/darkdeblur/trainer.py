@@ -46,7 +46,10 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise TrainingError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:  # torch lists every backend it was built with: too long for one line
+        raise TrainingError(f"--device {name}: unknown device; use auto, cpu, cuda, cuda:N or mps") from None
 
 
 def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
