@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
@@ -262,3 +263,15 @@ def test_output_format_follows_the_extension():
     for name in ("a.gif", "a.txt", "a"):
         with pytest.raises(ValueError, match="cannot write"):
             output_format(name)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_tensor_conversions_round_trip_exactly(dtype):
+    from darkdeblur.image_io import quantize, to_tensor, to_uint8
+    pixels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max + 1, (5, 7, 3)).astype(dtype)
+    tensor = to_tensor(pixels)
+    assert tensor.shape == (1, 3, 5, 7) and tensor.dtype == torch.float32
+    assert 0 <= tensor.min() and tensor.max() <= 1
+    np.testing.assert_array_equal(quantize(tensor[0].permute(1, 2, 0).numpy(), dtype), pixels)
+    if dtype == np.uint8:
+        np.testing.assert_array_equal(to_uint8(tensor), pixels)

@@ -8,9 +8,10 @@ from PIL import Image
 from skimage import data as skdata
 
 from darkdeblur.config import tiny
+from darkdeblur.image_io import quantize, to_tensor
 from darkdeblur.inference import Deblurrer
 from darkdeblur.models import build_generator
-from darkdeblur.tiling import quantize, ramp, restore_tiled, span_weights, tile_spans, to_float
+from darkdeblur.tiling import ramp, restore_tiled, span_weights, tile_spans
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -39,7 +40,7 @@ def tiny_generator() -> torch.nn.Module:
 
 
 def _whole(restore, pixels: np.ndarray) -> np.ndarray:
-    return quantize(restore(to_float(pixels))[0].permute(1, 2, 0).numpy(), pixels.dtype)
+    return quantize(restore(to_tensor(pixels))[0].permute(1, 2, 0).numpy(), pixels.dtype)
 
 
 @pytest.mark.parametrize("length", [1, 255, 256, 257, 640, 1000, 1280, 4000])
@@ -97,7 +98,7 @@ def test_pointwise_restore_tiles_exactly():
 
 
 def test_tiled_matches_whole_image_on_720p(photo_720p, tiny_generator):
-    """The issue's bar: within 1 grey level on at least 99.9% of pixels (here every pixel)."""
+    """Within 1 grey level on at least 99.9% of pixels (here every pixel)."""
     def restore(x):
         with torch.inference_mode():
             return tiny_generator(x).clamp(0, 1)

@@ -376,15 +376,24 @@ def to_8bit(pixels: np.ndarray) -> np.ndarray:
     return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
 
 
-def to_tensor(rgb: np.ndarray):
-    """uint8 (H, W, 3) -> float32 tensor (1, 3, H, W) in [0, 1]."""
+def to_tensor(pixels: np.ndarray):
+    """uint8 or uint16 (H, W, 3) -> float32 tensor (1, 3, H, W) in [0, 1]."""
     import torch
-    return torch.from_numpy(np.array(rgb, copy=True)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
+    scale = float(np.iinfo(pixels.dtype).max)
+    hwc = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
+    # contiguous (1, 3, H, W): a channels-last view sends convolutions down much slower CPU paths
+    return hwc.permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(scale)
+
+
+def quantize(restored: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float (H, W, 3) in [0, 1] -> ``dtype`` (uint8 or uint16), rounded to nearest."""
+    scale = float(np.iinfo(dtype).max)
+    return (np.clip(restored, 0.0, 1.0) * scale + 0.5).astype(dtype)
 
 
 def to_uint8(images) -> np.ndarray:
     """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> uint8 (H, W, 3), rounded."""
-    images = images.detach().float().cpu().clamp(0, 1)
+    images = images.detach().float().cpu()
     if images.ndim == 4:
         images = images[0]
-    return (images.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return quantize(images.permute(1, 2, 0).numpy(), np.uint8)

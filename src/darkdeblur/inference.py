@@ -11,7 +11,8 @@ from torch import nn
 
 from .checkpoint import load_generator
 from .config import RunConfig
-from .tiling import MIN_OVERLAP, quantize, restore_tiled, round_up, to_float
+from .image_io import quantize, to_tensor
+from .tiling import MIN_OVERLAP, restore_tiled, round_up
 
 BUNDLED_WEIGHTS = "default.safetensors"
 
@@ -60,7 +61,7 @@ class Deblurrer:
         """uint8 or uint16 (H, W, 3) -> restored, same dtype; tiled when larger than ``tile**2``."""
         height, width = pixels.shape[:2]
         if not self.tile or height * width <= self.tile**2:
-            restored = self.restore_tensor(to_float(pixels))[0].permute(1, 2, 0).numpy()
+            restored = self.restore_tensor(to_tensor(pixels))[0].permute(1, 2, 0).numpy()
             return quantize(restored, pixels.dtype)
         return restore_tiled(self.restore_tensor, pixels, self.tile, self.overlap)
 

@@ -26,6 +26,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from .image_io import quantize, to_tensor
+
 MIN_OVERLAP = 64
 # Share of an overlap, on each side, that is context only (weight 0): the ramp spans the middle.
 MARGIN_FRACTION = 0.25
@@ -81,20 +83,6 @@ def span_weights(spans: list[tuple[int, int]], index: int) -> np.ndarray:
     return weights
 
 
-def to_float(pixels: np.ndarray) -> torch.Tensor:
-    """uint8 or uint16 (H, W, 3) -> float32 tensor (1, 3, H, W) in [0, 1]."""
-    scale = float(np.iinfo(pixels.dtype).max)
-    hwc = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-    # contiguous (1, 3, H, W): a channels-last view sends convolutions down much slower CPU paths
-    return hwc.permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(scale)
-
-
-def quantize(restored: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float (H, W, 3) in [0, 1] -> ``dtype`` (uint8 or uint16), rounded to nearest."""
-    scale = float(np.iinfo(dtype).max)
-    return (np.clip(restored, 0.0, 1.0) * scale + 0.5).astype(dtype)
-
-
 def restore_tiled(restore: RestoreFn, pixels: np.ndarray, tile: int, overlap: int) -> np.ndarray:
     """Restore uint8/uint16 (H, W, 3) ``pixels`` tile by tile; returns the same dtype and shape.
 
@@ -113,7 +101,7 @@ def restore_tiled(restore: RestoreFn, pixels: np.ndarray, tile: int, overlap: in
         band[:len(carried)] = carried
         row_weights = torch.from_numpy(span_weights(rows, i))[:, None]
         for j, (left, right) in enumerate(cols):
-            restored = restore(to_float(pixels[top:bottom, left:right]))[0]  # (3, h, w)
+            restored = restore(to_tensor(pixels[top:bottom, left:right]))[0]  # (3, h, w)
             weighted = restored * (row_weights * col_weights[j])
             band[:, left:right] += weighted.permute(1, 2, 0).numpy()
         finished = rows[i + 1][0] - top if i + 1 < len(rows) else bottom - top
