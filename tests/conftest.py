@@ -35,7 +35,7 @@ def sharp_folder(tmp_path_factory) -> Path:
 def paired_folder(tmp_path_factory) -> Path:
     """blur/ + sharp/ pairs: a box blur of each photo (a stand-in for real motion blur)."""
     from darkdeblur.blur import blur
-    from darkdeblur.image_io import to_tensor, to_uint8
+    from darkdeblur.pixels import to_tensor, to_uint8
     root = tmp_path_factory.mktemp("pairs")
     (root / "blur").mkdir()
     (root / "sharp").mkdir()

@@ -267,7 +267,7 @@ def test_output_format_follows_the_extension():
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_tensor_conversions_round_trip_exactly(dtype):
-    from darkdeblur.image_io import quantize, to_tensor, to_uint8
+    from darkdeblur.pixels import quantize, to_tensor, to_uint8
     pixels = np.random.default_rng(0).integers(0, np.iinfo(dtype).max + 1, (5, 7, 3)).astype(dtype)
     tensor = to_tensor(pixels)
     assert tensor.shape == (1, 3, 5, 7) and tensor.dtype == torch.float32
@@ -275,3 +275,11 @@ def test_tensor_conversions_round_trip_exactly(dtype):
     np.testing.assert_array_equal(quantize(tensor[0].permute(1, 2, 0).numpy(), dtype), pixels)
     if dtype == np.uint8:
         np.testing.assert_array_equal(to_uint8(tensor), pixels)
+
+
+def test_write_rgb_refuses_formats_it_cannot_write(tmp_path):
+    from darkdeblur.image_io import write_rgb
+    with pytest.raises(ValueError, match="cannot write .gif"):
+        write_rgb(tmp_path / "x.gif", np.zeros((8, 8, 3), np.uint8))
+    write_rgb(tmp_path / "x.png", np.full((8, 8, 3), 7, np.uint8))
+    assert (read_rgb(tmp_path / "x.png") == 7).all()

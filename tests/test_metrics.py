@@ -69,3 +69,18 @@ def test_paper_protocol_gives_the_method_halved_gopro_frames(tmp_path):
     assert math.isinf(summary["psnr"])
     evaluate_pairs(identity, pair, "full", progress=False)
     assert seen[-1] == (720, 1280, 3)
+
+
+def test_training_and_paper_protocol_halve_the_same_frames(tmp_path):
+    from PIL import Image
+
+    from darkdeblur.data.stream import _prepare
+    from darkdeblur.metrics import model_input
+    rng = np.random.default_rng(4)
+    for shape, halved in [((720, 1280, 3), (360, 640, 3)), ((1280, 720, 3), (640, 360, 3)),
+                          ((719, 1280, 3), (719, 1280, 3))]:
+        frame = rng.integers(0, 256, shape, dtype=np.uint8)
+        Image.fromarray(frame).save(tmp_path / "f.png")
+        np.testing.assert_array_equal(model_input(frame, "paper"), _prepare(tmp_path / "f.png", True))
+        assert model_input(frame, "paper").shape == halved
+        assert model_input(frame, "full") is frame

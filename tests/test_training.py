@@ -12,7 +12,7 @@ from darkdeblur.train_step import Optimizers, train_step
 def _fixed_batch():
     """Four 32x32 photo crops and a 3x3 box blur of them."""
     from conftest import small_photo
-    from darkdeblur.image_io import to_tensor
+    from darkdeblur.pixels import to_tensor
     sharp = torch.cat([to_tensor(small_photo(n, (32, 32))) for n in ("astronaut", "chelsea", "coffee", "rocket")])
     blurred = torch.nn.functional.avg_pool2d(sharp, 3, 1, 1, count_include_pad=False)
     return blurred, sharp

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from .checkpoint import atomic_write
+from .pixels import to_8bit
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp", ".gif"}
 WRITABLE_FORMATS = ("JPEG", "PNG", "TIFF", "WEBP", "BMP")
@@ -353,47 +354,15 @@ def _write_tiff16(tmp: str, pixels: np.ndarray, icc: bytes | None, exif: bytes |
 
 def write_rgb(path: str | os.PathLike, rgb: np.ndarray, quality: int = 95) -> None:
     """Write a uint8 (H, W, 3) array atomically; the format follows the file extension."""
-    path = Path(path)
-    image = Image.fromarray(rgb)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    fmt = output_format(path)
     options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    atomic_write(path, lambda tmp: image.save(tmp, format=fmt, **options))
+    atomic_write(Path(path), lambda tmp: Image.fromarray(rgb).save(tmp, format=fmt, **options))
 
 
-# ------------------------------------------------------------------------------ arrays and folders
+# ------------------------------------------------------------------------------------------ folders
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` (recursively), sorted by path."""
     return sorted(p for p in Path(folder).rglob("*")
                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-
-
-def to_8bit(pixels: np.ndarray) -> np.ndarray:
-    """uint16 -> uint8, rounded to nearest (65535 -> 255)."""
-    return ((pixels.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
-
-
-def to_tensor(pixels: np.ndarray):
-    """uint8 or uint16 (H, W, 3) -> float32 tensor (1, 3, H, W) in [0, 1]."""
-    import torch
-    scale = float(np.iinfo(pixels.dtype).max)
-    hwc = torch.from_numpy(np.require(pixels, requirements=["C", "W"]))
-    # contiguous (1, 3, H, W): a channels-last view sends convolutions down much slower CPU paths
-    return hwc.permute(2, 0, 1).unsqueeze(0).contiguous().float().div_(scale)
-
-
-def quantize(restored: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float (H, W, 3) in [0, 1] -> ``dtype`` (uint8 or uint16), rounded to nearest."""
-    scale = float(np.iinfo(dtype).max)
-    return (np.clip(restored, 0.0, 1.0) * scale + 0.5).astype(dtype)
-
-
-def to_uint8(images) -> np.ndarray:
-    """Float tensor (1, 3, H, W) or (3, H, W) in [0, 1] -> uint8 (H, W, 3), rounded."""
-    images = images.detach().float().cpu()
-    if images.ndim == 4:
-        images = images[0]
-    return quantize(images.permute(1, 2, 0).numpy(), np.uint8)

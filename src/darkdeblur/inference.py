@@ -11,7 +11,7 @@ from torch import nn
 
 from .checkpoint import load_generator
 from .config import RunConfig
-from .image_io import quantize, to_tensor
+from .pixels import quantize, to_tensor
 from .tiling import MIN_OVERLAP, restore_tiled, round_up
 
 BUNDLED_WEIGHTS = "default.safetensors"

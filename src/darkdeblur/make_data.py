@@ -12,7 +12,8 @@ from .blur import add_gaussian_noise
 from .checkpoint import atomic_write
 from .data.folders import find_pairs
 from .data.synthetic import SyntheticPairs
-from .image_io import list_images, read_rgb, to_tensor, to_uint8, write_rgb
+from .image_io import list_images, read_rgb, write_rgb
+from .pixels import to_tensor, to_uint8
 
 
 def make_synthetic(sharp_dir: str | Path, out: str | Path, seed: int, noise_variance: float = 0.0,

@@ -3,7 +3,7 @@
 ``full``  : full resolution, uint8, PSNR peak 255, SSIM with data_range 255 (scikit-image's
             default 7x7 uniform window). What most later deblurring papers report.
 ``paper`` : the paper authors' test script: GOPRO frames halved with bicubic resizing when the
-            set is not already halved, every image resized to 360x360, PSNR peak 255 on floats,
+            set is not already halved (:func:`darkdeblur.pixels.halve_large`), every image resized to 360x360, PSNR peak 255 on floats,
             SSIM with gaussian_weights=True, use_sample_covariance=False on [0, 1] floats.
             Their old scikit-image assumed a data range of 2 for floats, which inflates SSIM;
             ``ssim`` here uses the correct range 1 and ``ssim_range2`` reproduces theirs.
@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from .pixels import halve_large, resize
 
 PROTOCOLS = ("full", "paper")
 PAPER_SIZE = 360
-# Frames at least this tall are full-resolution GOPRO (1280x720) and get halved first.
-PAPER_HALVE_MIN_HEIGHT = 720
 
 
 def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float) -> float:
@@ -35,22 +34,15 @@ def psnr(restored: np.ndarray, reference: np.ndarray, data_range: float) -> floa
     return float(peak_signal_noise_ratio(reference, restored, data_range=data_range))
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bicubic resize of a uint8 (H, W, 3) image to (width, height)."""
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
-
-
 def model_input(image: np.ndarray, protocol: str) -> np.ndarray:
     """What a method is given under ``protocol``: the paper's GOPRO test frames were halved
     (bicubic) before the network saw them; ``full`` passes images through unchanged."""
-    if protocol == "paper" and image.shape[0] >= PAPER_HALVE_MIN_HEIGHT:
-        return _resize(image, (image.shape[1] // 2, image.shape[0] // 2))
-    return image
+    return halve_large(image) if protocol == "paper" else image
 
 
 def paper_view(image: np.ndarray) -> np.ndarray:
     """The paper's test-time view of a uint8 image: halved if full-size GOPRO, then 360x360."""
-    return _resize(model_input(image, "paper"), (PAPER_SIZE, PAPER_SIZE))
+    return resize(model_input(image, "paper"), (PAPER_SIZE, PAPER_SIZE))
 
 
 def score(restored: np.ndarray, sharp: np.ndarray, protocol: str) -> dict[str, float]:
@@ -68,7 +60,7 @@ def score(restored: np.ndarray, sharp: np.ndarray, protocol: str) -> dict[str, f
         b = paper_view(sharp).astype(np.float64) / 255.0
         kwargs = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                       channel_axis=-1)
-        return {"psnr": psnr(a * 255.0, b * 255.0, 255.0),
+        return {"psnr": psnr(a, b, 1.0),
                 "ssim": float(structural_similarity(b, a, data_range=1.0, **kwargs)),
                 "ssim_range2": float(structural_similarity(b, a, data_range=2.0, **kwargs))}
     raise ValueError(f"unknown protocol {protocol!r}; choose {', '.join(PROTOCOLS)}")

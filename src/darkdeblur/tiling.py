@@ -26,7 +26,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .image_io import quantize, to_tensor
+from .pixels import quantize, to_tensor
 
 MIN_OVERLAP = 64
 # Share of an overlap, on each side, that is context only (weight 0): the ramp spans the middle.

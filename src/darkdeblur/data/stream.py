@@ -18,25 +18,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..blur import add_gaussian_noise, blur, kernel_bank
 from ..blur import trajectory as _trajectory
 from ..checkpoint import atomic_write
 from ..config import TrainConfig
 from ..image_io import read_rgb
+from ..pixels import halve_large
 from .folders import DataSources
-
-# Frames at least this tall (GOPRO's 1280x720) are halved as in the paper.
-DOWNSAMPLE_MIN_SHORT_SIDE = 720
-
 
 def _prepare(path: Path, downsample: bool) -> np.ndarray:
     rgb = read_rgb(path)
-    if downsample and min(rgb.shape[:2]) >= DOWNSAMPLE_MIN_SHORT_SIDE:
-        h, w = rgb.shape[:2]
-        rgb = np.asarray(Image.fromarray(rgb).resize((w // 2, h // 2), Image.BICUBIC))
-    return rgb
+    return halve_large(rgb) if downsample else rgb
 
 
 @dataclass

@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from ..blur import add_gaussian_noise, blur, random_motion_kernel
-from ..image_io import read_rgb, to_tensor
+from ..image_io import read_rgb
+from ..pixels import to_tensor
 
 
 class SyntheticPairs(torch.utils.data.Dataset):
