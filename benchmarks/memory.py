@@ -8,7 +8,7 @@ so the peak RSS is the whole command's: interpreter, PyTorch, model, decoding, t
 The photos are synthetic 3:2 JPEGs with photo-like content (smooth shading, edges, sensor noise).
 Weights: the bundled model when it is installed, else the ``default`` preset with random weights
 (same architecture and cost; the output is meaningless but memory and time are the same).
-The issue's bar: under 1.5 GiB at 24 MP, and time growing linearly with the pixel count.
+The target: under 1.5 GiB at 24 MP, and time growing linearly with the pixel count.
 """
 from __future__ import annotations
 
