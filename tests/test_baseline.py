@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from darkdeblur.config import DiscriminatorConfig, LossConfig, ModelConfig, deblurgan
+from darkdeblur.config import DiscriminatorConfig, ModelConfig, deblurgan
 from darkdeblur.losses import discriminator_loss, gradient_penalty
 from darkdeblur.models import ResNetGenerator, build_discriminator, build_generator, count_parameters
 from darkdeblur.models import init_normal

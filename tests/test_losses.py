@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from darkdeblur.config import LossConfig
 from darkdeblur.dark_channel import dark_channel

@@ -58,6 +58,15 @@ def atomic_write(path: Path, write) -> None:
     _fsync_dir(path.parent)  # make the rename itself survive a power cut
 
 
+def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as an ``.npy`` file atomically (see :func:`atomic_write`)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a bare name
+            np.save(f, array)
+
+    atomic_write(Path(path), write)
+
+
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)

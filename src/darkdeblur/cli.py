@@ -6,10 +6,8 @@ and return non-zero; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 from . import __version__
 

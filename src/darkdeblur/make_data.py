@@ -4,12 +4,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from .blur import add_gaussian_noise
-from .checkpoint import atomic_write
+from .checkpoint import save_array
 from .data.folders import find_pairs
 from .data.synthetic import SyntheticPairs
 from .image_io import list_images, read_rgb, write_rgb
@@ -37,8 +36,7 @@ def make_synthetic(sharp_dir: str | Path, out: str | Path, seed: int, noise_vari
         name = sharp_paths[index].relative_to(sharp_dir).with_suffix("").as_posix().replace("/", "_")
         write_rgb(out / "blur" / f"{name}.png", to_uint8(blurred))
         write_rgb(out / "sharp" / f"{name}.png", to_uint8(sharp))
-        atomic_write(out / "kernels" / f"{name}.npy",
-                     lambda tmp, k=kernel.numpy(): np.save(open(tmp, "wb"), k))
+        save_array(out / "kernels" / f"{name}.npy", kernel.numpy())
     recipe = {"source": str(sharp_dir), "seed": seed, "noise_variance": noise_variance,
               "kernel_size": kernel_size, "blur_length_px": [min_length, max_length],
               "exposure": 1.0, "anxiety": anxiety, "count": len(dataset)}

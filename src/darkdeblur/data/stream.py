@@ -21,7 +21,7 @@ import torch
 
 from ..blur import add_gaussian_noise, blur, kernel_bank
 from ..blur import trajectory as _trajectory
-from ..checkpoint import atomic_write
+from ..checkpoint import save_array
 from ..config import TrainConfig
 from ..image_io import read_rgb
 from ..pixels import halve_large
@@ -248,13 +248,8 @@ def make_kernel_bank(cfg: TrainConfig, seed: int, count: int = 1024) -> torch.Te
     except (OSError, ValueError):
         pass
     bank = kernel_bank(seed, count, **args)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-            np.save(f, bank)
-
     try:
-        atomic_write(path, write)
+        save_array(path, bank)
     except OSError:
         pass
     return torch.from_numpy(bank)
