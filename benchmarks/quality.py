@@ -335,6 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     for m in methods:
         if m.kind == "model" and (m.weights.parent / "budget.json").is_file():
             budgets[m.name] = json.loads((m.weights.parent / "budget.json").read_text())
+        elif m.kind == "model" and m.weights.with_suffix(".json").is_file():
+            # A shipped model: its weights record says how it was trained.
+            t = json.loads(m.weights.with_suffix(".json").read_text())["training"]
+            cfg = json.loads(m.weights.with_suffix(".json").read_text())["config"]["train"]
+            budgets[m.name] = {"steps": t["steps"], "samples": t["samples"], "crop": cfg["crop"],
+                               "batch_size": t["batch_size"], "seconds": t["wall_time_s"],
+                               "hardware": t["hardware"]}
     untrained = {row: why for row, why in NOT_TRAINED.items()
                  if not any(m.name.startswith(row) for m in methods)}
 
