@@ -337,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             budgets[m.name] = json.loads((m.weights.parent / "budget.json").read_text())
         elif m.kind == "model" and m.weights.with_suffix(".json").is_file():
             # A shipped model: its weights record says how it was trained.
-            t = json.loads(m.weights.with_suffix(".json").read_text())["training"]
-            cfg = json.loads(m.weights.with_suffix(".json").read_text())["config"]["train"]
-            budgets[m.name] = {"steps": t["steps"], "samples": t["samples"], "crop": cfg["crop"],
+            record = json.loads(m.weights.with_suffix(".json").read_text())
+            t = record["training"]
+            budgets[m.name] = {"steps": t["steps"], "samples": t["samples"],
+                               "crop": record["config"]["train"]["crop"],
                                "batch_size": t["batch_size"], "seconds": t["wall_time_s"],
                                "hardware": t["hardware"]}
     untrained = {row: why for row, why in NOT_TRAINED.items()
