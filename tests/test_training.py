@@ -104,3 +104,13 @@ def test_loading_weights_is_strict(tmp_path):
     save_file(tensors, str(tmp_path / "broken.safetensors"), metadata=meta)
     with pytest.raises(RuntimeError, match="Missing key"):
         load_generator(tmp_path / "broken.safetensors")
+
+
+def test_a_fresh_run_refuses_a_directory_holding_another_run(tmp_path, sharp_folder):
+    from darkdeblur.trainer import TrainingError
+    cfg = replace(tiny(), train=replace(tiny().train, steps=2, checkpoint_every=2, batch_size=2, crop=32))
+    train(cfg, [sharp_folder], tmp_path / "run", progress=False)
+    before = sorted(p.name for p in (tmp_path / "run").iterdir())
+    with pytest.raises(TrainingError, match="already holds a training run; pass --resume"):
+        train(cfg, [sharp_folder], tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == before

@@ -52,8 +52,15 @@ def resolve_device(name: str) -> torch.device:
         raise TrainingError(f"--device {name}: unknown device; use auto, cpu, cuda, cuda:N or mps") from None
 
 
-def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES) -> None:
-    """Fail before any work if the run directory cannot be written or has under ``need_bytes`` free."""
+def check_output_dir(out: Path, need_bytes: int = MIN_FREE_BYTES, resume: bool = True) -> None:
+    """Fail before any work if the run directory cannot be written or has under ``need_bytes`` free.
+
+    A fresh run (``resume=False``) also refuses a directory that holds another run's checkpoints:
+    mixing two runs' checkpoints would make the next ``--resume`` pick up the wrong one.
+    """
+    if not resume and out.is_dir() and latest_checkpoint(out) is not None:
+        raise TrainingError(f"{out}: already holds a training run; pass --resume to continue it, "
+                            f"or choose a new --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -162,7 +169,7 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
         torch.cuda.set_device(dev)
     flags = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     try:
-        _on_main(ctx, dev, lambda: check_output_dir(out), "use the output directory")
+        _on_main(ctx, dev, lambda: check_output_dir(out, resume=resume), "use the output directory")
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be
         torch.use_deterministic_algorithms(deterministic)
