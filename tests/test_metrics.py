@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from darkdeblur.metrics import paper_view, psnr, score
+from darkdeblur.metrics import model_input, paper_view, psnr, score
 
 
 def test_psnr_of_identical_images_is_infinite():
@@ -28,7 +28,12 @@ def test_full_protocol_scores_uint8_at_full_resolution():
 
 def test_paper_protocol_halves_gopro_frames_and_resizes_to_360():
     frame = np.zeros((720, 1280, 3), np.uint8)
-    assert paper_view(frame).shape == (360, 360, 3)
+    assert model_input(frame, "paper").shape == (360, 640, 3)
+    assert model_input(frame, "full").shape == (720, 1280, 3)
+    assert paper_view(model_input(frame, "paper")).shape == (360, 360, 3)
+    # A frame larger than GOPRO's is halved once, not twice, on its way to 360x360.
+    big = np.zeros((1440, 2560, 3), np.uint8)
+    assert model_input(big, "paper").shape == (720, 1280, 3)
     assert paper_view(np.zeros((360, 640, 3), np.uint8)).shape == (360, 360, 3)
 
 

@@ -41,12 +41,19 @@ def model_input(image: np.ndarray, protocol: str) -> np.ndarray:
 
 
 def paper_view(image: np.ndarray) -> np.ndarray:
-    """The paper's test-time view of a uint8 image: halved if full-size GOPRO, then 360x360."""
-    return resize(model_input(image, "paper"), (PAPER_SIZE, PAPER_SIZE))
+    """The paper's scoring view of a uint8 image the method was given: resized to 360x360.
+
+    Pass images already through :func:`model_input` (halving again here would halve frames
+    larger than GOPRO's twice).
+    """
+    return resize(image, (PAPER_SIZE, PAPER_SIZE))
 
 
 def score(restored: np.ndarray, sharp: np.ndarray, protocol: str) -> dict[str, float]:
-    """Score one uint8 (H, W, 3) image against its ground truth under ``protocol``."""
+    """Score one uint8 (H, W, 3) image against its ground truth under ``protocol``.
+
+    Under ``paper`` both images are those the method was given (see :func:`model_input`).
+    """
     if restored.shape != sharp.shape:
         raise ValueError(f"restored {restored.shape} and sharp {sharp.shape} differ in shape")
     if restored.dtype != np.uint8 or sharp.dtype != np.uint8:
