@@ -100,3 +100,13 @@ def test_make_data_writes_reproducible_pairs_with_kernels(tmp_path, sharp_folder
     assert np.var(noisy - clean) == pytest.approx(0.001, rel=0.3)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "noisy" / "sharp" / "coffee.png")),
                           np.asarray(Image.open(tmp_path / "a" / "sharp" / "coffee.png")))
+
+
+def test_make_data_refuses_two_inputs_that_would_share_an_output_name(tmp_path, sharp_folder):
+    import shutil
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    shutil.copy(sharp_folder / "rocket.png", tmp_path / "src" / "a" / "b.png")
+    shutil.copy(sharp_folder / "coffee.png", tmp_path / "src" / "a_b.png")
+    with pytest.raises(ValueError, match="would be written as a_b.png"):
+        make_synthetic(tmp_path / "src", tmp_path / "out", seed=0, progress=False)
+    assert not (tmp_path / "out" / "blur").exists() or not any((tmp_path / "out" / "blur").iterdir())

@@ -15,6 +15,17 @@ from .image_io import list_images, read_rgb, write_rgb
 from .pixels import to_tensor, to_uint8
 
 
+def _flat_names(paths: list[Path], root: Path) -> list[str]:
+    """One flat output name per input (``a/b.png`` -> ``a_b``), refusing two that coincide."""
+    names: dict[str, Path] = {}
+    for path in paths:
+        name = path.relative_to(root).with_suffix("").as_posix().replace("/", "_")
+        if name in names:
+            raise ValueError(f"{path}: would be written as {name}.png, like {names[name]}; rename one")
+        names[name] = path
+    return list(names)
+
+
 def make_synthetic(sharp_dir: str | Path, out: str | Path, seed: int, noise_variance: float = 0.0,
                    kernel_size: int = 41, min_length: float = 8.0, max_length: float = 40.0,
                    anxiety: float = 0.005, progress: bool = True) -> int:
@@ -27,13 +38,14 @@ def make_synthetic(sharp_dir: str | Path, out: str | Path, seed: int, noise_vari
     if not sharp_paths:
         raise FileNotFoundError(f"{sharp_dir}: no images found")
     out = Path(out)
+    names = _flat_names(sharp_paths, Path(sharp_dir))
     dataset = SyntheticPairs(sharp_paths, seed, kernel_size, min_length, max_length,
                              noise_variance, exposure=1.0, anxiety=anxiety)
     for sub in ("blur", "sharp", "kernels"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for index in tqdm(range(len(dataset)), desc="make-data", disable=not progress, unit="image"):
         blurred, sharp, kernel = dataset[index]
-        name = sharp_paths[index].relative_to(sharp_dir).with_suffix("").as_posix().replace("/", "_")
+        name = names[index]
         write_rgb(out / "blur" / f"{name}.png", to_uint8(blurred))
         write_rgb(out / "sharp" / f"{name}.png", to_uint8(sharp))
         save_array(out / "kernels" / f"{name}.npy", kernel.numpy())
@@ -52,14 +64,15 @@ def make_noisy_copy(pairs_dir: str | Path, out: str | Path, seed: int, noise_var
     """
     pairs = find_pairs(pairs_dir, "paired")
     out = Path(out)
+    names = _flat_names([b for b, _ in pairs], Path(pairs_dir) / "blur")
     for index, (blurred_path, sharp_path) in enumerate(tqdm(pairs, desc="noisy copy",
                                                             disable=not progress, unit="image")):
         generator = torch.Generator().manual_seed(seed * 1_000_003 + index)
         noisy = add_gaussian_noise(to_tensor(read_rgb(blurred_path)), noise_variance, generator)
-        name = blurred_path.with_suffix(".png").name
-        write_rgb(out / "blur" / name, to_uint8(noisy))
-        write_rgb(out / "sharp" / name, read_rgb(sharp_path))
-        kernel = Path(pairs_dir) / "kernels" / f"{blurred_path.stem}.npy"
+        name = names[index]
+        write_rgb(out / "blur" / f"{name}.png", to_uint8(noisy))
+        write_rgb(out / "sharp" / f"{name}.png", read_rgb(sharp_path))
+        kernel = Path(pairs_dir) / "kernels" / f"{name}.npy"
         if kernel.is_file():
             (out / "kernels").mkdir(parents=True, exist_ok=True)
             (out / "kernels" / kernel.name).write_bytes(kernel.read_bytes())
