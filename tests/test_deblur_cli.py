@@ -210,6 +210,8 @@ def test_bad_flags_are_usage_errors(tmp_path, weights, args):
     (["-o", "result.gif"], "cannot write .gif"),
     (["--tile", "100"], "--tile 100 must be at least twice the overlap (64)"),
     (["--max-megapixels", "0"], "must be positive"),
+    # Passes the flag check (100 >= 2 x 50) but not once both are rounded to the model's multiple.
+    (["--tile", "100", "--overlap", "50"], "tile 112 must be at least twice the overlap 64"),
 ])
 def test_impossible_settings_are_usage_errors_with_one_line(tmp_path, weights, capsys, monkeypatch, args,
                                                            message):

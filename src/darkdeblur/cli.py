@@ -110,7 +110,7 @@ def _cmd_deblur(args) -> int:
     import torch
 
     from .deblur_files import UsageError, deblur_files, plan_jobs
-    from .inference import load_model
+    from .inference import TileSettingsError, load_model
     from .tiling import MIN_OVERLAP
     from .trainer import resolve_device
     try:  # settings that cannot work are usage errors, found before the model loads
@@ -127,7 +127,12 @@ def _cmd_deblur(args) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = load_model(args.weights, args.device, tile=args.tile, overlap=args.overlap, half=args.half)
+    try:
+        model = load_model(args.weights, args.device, tile=args.tile, overlap=args.overlap,
+                           half=args.half)
+    except TileSettingsError as err:  # only known once the model's padding multiple is
+        print(f"darkdeblur deblur: {err}", file=sys.stderr)
+        return 2
     summary = deblur_files(model, args.inputs, args.out, fmt=args.format, quality=args.quality,
                            force=args.force, overwrite=args.overwrite,
                            max_pixels=int(args.max_megapixels * 1e6), debug=args.debug)

@@ -21,6 +21,10 @@ def bundled_weights_path() -> Path:
     return Path(str(resources.files("darkdeblur") / "weights" / BUNDLED_WEIGHTS))
 
 
+class TileSettingsError(ValueError):
+    """Tile and overlap sizes that cannot work together for this model (a usage error)."""
+
+
 def auto_tile(device: torch.device) -> int:
     """Tile side for ``device``: the bundled model needs ~0.4 GB of activations at 768 x 768."""
     if device.type == "cuda":
@@ -48,7 +52,7 @@ class Deblurrer:
         self.overlap = round_up(max(overlap if overlap is not None else MIN_OVERLAP, 0), multiple)
         self.tile = round_up(auto_tile(device) if tile is None else tile, multiple)
         if self.tile and self.tile < 2 * self.overlap:
-            raise ValueError(f"tile {self.tile} must be at least twice the overlap {self.overlap} "
+            raise TileSettingsError(f"tile {self.tile} must be at least twice the overlap {self.overlap} "
                              f"(both rounded up to multiples of {multiple})")
 
     @torch.inference_mode()
