@@ -11,6 +11,7 @@ synthetic Kodak24 blur clean and with noise variance 0.001), plus CPU latency at
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import platform
 import statistics
@@ -104,7 +105,8 @@ def main() -> None:
                      "wall_time_s": args.wall_time_s, "hardware": args.hardware},
         "metrics": metrics,
         "cpu_latency_1280x720_s": {"median_of_5": round(latency, 3), "threads": torch.get_num_threads(),
-                                   "machine": platform.processor() or platform.machine()},
+                                   "machine": f"{os.cpu_count()}-core {platform.machine()}, "
+                                              f"torch {torch.__version__}"},
     }
     (WEIGHTS_DIR / f"{args.name}.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {path} ({path.stat().st_size / 2**20:.2f} MiB, sha256 {sha})")

@@ -14,15 +14,6 @@ from darkdeblur.pixels import quantize, to_tensor
 from darkdeblur.tiling import ramp, restore_tiled, span_weights, tile_spans
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convolutions on a busy 2-core machine run far faster without thread hand-offs."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
-
 @pytest.fixture(scope="module")
 def photo_720p() -> np.ndarray:
     return np.asarray(Image.fromarray(skdata.astronaut()).resize((1280, 720), Image.BICUBIC))
