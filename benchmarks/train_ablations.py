@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from darkdeblur.config import RunConfig, deblurgan, preset
+from darkdeblur.config import RunConfig, deblurgan, preset, with_steps
 from darkdeblur.models.vgg import WEIGHTS_ENV
 from darkdeblur.trainer import train
 
@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         if (run_dir / "generator.safetensors").is_file():
             print(f"skip {row} seed {seed}: {run_dir}/generator.safetensors exists")
             continue
-        cfg = VARIANTS[row]()
-        cfg = replace(cfg, train=replace(cfg.train, steps=args.steps, crop=args.crop,
+        cfg = with_steps(VARIANTS[row](), args.steps)  # replaces the paper rows' 15 epochs
+        cfg = replace(cfg, train=replace(cfg.train, crop=args.crop,
                                          batch_size=args.batch_size, seed=seed,
                                          checkpoint_every=args.steps))
         print(f"train {row} seed {seed}: {args.steps} steps, crop {args.crop}, batch {args.batch_size}"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from darkdeblur.metrics import model_input, paper_view, psnr, score
+from darkdeblur.metrics import model_input, paper_view, psnr, reference, score
 
 
 def test_psnr_of_identical_images_is_infinite():
@@ -26,15 +26,37 @@ def test_full_protocol_scores_uint8_at_full_resolution():
     assert score(sharp, sharp, "full")["ssim"] == pytest.approx(1.0)
 
 
-def test_paper_protocol_halves_gopro_frames_and_resizes_to_360():
+def test_paper_protocols_halve_gopro_frames_and_resize_to_360():
     frame = np.zeros((720, 1280, 3), np.uint8)
-    assert model_input(frame, "paper").shape == (360, 640, 3)
+    assert model_input(frame, "paper").shape == (360, 360, 3)  # resized before the method
+    assert model_input(frame, "paper-after").shape == (360, 640, 3)  # resized after it
     assert model_input(frame, "full").shape == (720, 1280, 3)
-    assert paper_view(model_input(frame, "paper")).shape == (360, 360, 3)
+    assert paper_view(model_input(frame, "paper-after")).shape == (360, 360, 3)
     # A frame larger than GOPRO's is halved once, not twice, on its way to 360x360.
     big = np.zeros((1440, 2560, 3), np.uint8)
-    assert model_input(big, "paper").shape == (720, 1280, 3)
+    assert model_input(big, "paper-after").shape == (720, 1280, 3)
+    assert reference(big, "paper").shape == (360, 360, 3)
     assert paper_view(np.zeros((360, 640, 3), np.uint8)).shape == (360, 360, 3)
+
+
+def test_paper_protocol_resizes_bilinearly_before_the_method_and_scores_unrounded():
+    # A 360x720 frame (not GOPRO-sized, so not halved) with a steep horizontal staircase: halving
+    # its width bilinearly averages columns 2i and 2i + 1 exactly; bicubic would not.
+    width = 720
+    ramp = np.zeros((360, width, 3), np.uint8)
+    ramp[:] = ((np.arange(width) * 37) % 256).astype(np.uint8)[None, :, None]
+    given = model_input(ramp, "paper")
+    truth = reference(ramp, "paper")
+    assert given.dtype == np.uint8 and truth.dtype == np.float64
+    # Output pixel i samples input x = (i + 0.5) * 2 - 0.5 = 2i + 0.5: halfway between 2i and 2i+1.
+    src = ramp[0, :, 0].astype(np.float64)
+    expected = (src[0:-1:2] + src[1::2]) / 2 / 255
+    np.testing.assert_allclose(truth[0, :, 0], expected, atol=1e-12)
+    assert np.abs(given[0, :, 0] - expected * 255).max() <= 0.5 + 1e-9  # rounded to uint8
+    # The reference is not rounded, so the rounded input scores a finite PSNR against it, and a
+    # float output equal to the reference is infinite.
+    assert math.isfinite(score(given, truth, "paper")["psnr"])
+    assert math.isinf(score(truth.copy(), truth, "paper")["psnr"])
 
 
 def test_paper_protocol_reports_both_ssim_ranges():
@@ -51,11 +73,13 @@ def test_score_rejects_mismatched_or_float_images():
         score(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 5, 3), np.uint8), "full")
     with pytest.raises(ValueError, match="uint8"):
         score(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), "full")
+    with pytest.raises(ValueError, match="uint8"):
+        score(np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), "paper-after")
     with pytest.raises(ValueError, match="unknown protocol"):
         score(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8), "cvpr")
 
 
-def test_paper_protocol_gives_the_method_halved_gopro_frames(tmp_path):
+def test_each_protocol_gives_the_method_its_own_frame_size(tmp_path):
     from darkdeblur.evaluate import evaluate_pairs
     from PIL import Image
     seen = []
@@ -69,9 +93,13 @@ def test_paper_protocol_gives_the_method_halved_gopro_frames(tmp_path):
         return rgb
 
     pair = [(tmp_path / "blur" / "f.png", tmp_path / "sharp" / "f.png")]
-    summary = evaluate_pairs(identity, pair, "paper", progress=False)
+    summary = evaluate_pairs(identity, pair, "paper-after", progress=False)
     assert seen == [(360, 640, 3)]
     assert math.isinf(summary["psnr"])
+    summary = evaluate_pairs(identity, pair, "paper", progress=False)
+    assert seen[-1] == (360, 360, 3)
+    # Only the 8-bit rounding of the method's input separates it from the unrounded reference.
+    assert 50 < summary["psnr"] < math.inf
     evaluate_pairs(identity, pair, "full", progress=False)
     assert seen[-1] == (720, 1280, 3)
 
@@ -86,6 +114,7 @@ def test_training_and_paper_protocol_halve_the_same_frames(tmp_path):
                           ((719, 1280, 3), (719, 1280, 3))]:
         frame = rng.integers(0, 256, shape, dtype=np.uint8)
         Image.fromarray(frame).save(tmp_path / "f.png")
-        np.testing.assert_array_equal(model_input(frame, "paper"), _prepare(tmp_path / "f.png", True))
-        assert model_input(frame, "paper").shape == halved
+        np.testing.assert_array_equal(model_input(frame, "paper-after"),
+                                      _prepare(tmp_path / "f.png", True))
+        assert model_input(frame, "paper-after").shape == halved
         assert model_input(frame, "full") is frame

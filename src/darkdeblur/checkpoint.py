@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import RunConfig
-from .models import build_generator
+from .models import build_generator, set_test_mode
 
 FORMAT_VERSION = 1
 CHECKPOINT_GLOB = "step_*.pt"
@@ -182,10 +182,13 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, RunConfig]:
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   test_mode: str | None = None) -> tuple[nn.Module, RunConfig]:
     """Build and strictly load a generator from a weights file or a training checkpoint.
 
-    Returns the generator in eval mode, float32, on ``device``, with the config it was built from.
+    Returns the generator float32, on ``device``, in ``test_mode`` (default: its config's
+    ``model.test_mode``; see :func:`darkdeblur.models.set_test_mode`), with the config it was
+    built from.
     """
     path = Path(path)
     if not path.is_file():
@@ -206,4 +209,4 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         state = ckpt["generator"]
     generator = build_generator(cfg.model)
     generator.load_state_dict(state, strict=True)
-    return generator.to(device).eval(), cfg
+    return set_test_mode(generator.to(device), test_mode or cfg.model.test_mode), cfg

@@ -10,6 +10,7 @@ import sys
 from dataclasses import replace
 
 from . import __version__
+from .metrics import PROTOCOLS
 
 COMMANDS = ("deblur", "export", "train", "eval", "make-data")
 
@@ -52,7 +53,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="training folders")
     p.add_argument("--layout", default="auto", choices=["auto", "paired", "gopro", "sharp"])
     p.add_argument("--out", required=True, help="run directory for checkpoints and logs")
-    p.add_argument("--steps", type=int, help="total optimisation steps (overrides the preset)")
+    p.add_argument("--steps", type=int, help="total optimisation steps; replaces the preset's "
+                                               "schedule (paper presets: 15 epochs) and says so")
+    p.add_argument("--kernel-recipe", choices=["streak", "deblurgan"],
+                   help="synthetic blur kernels: streak (8-40 px, full exposure) or deblurgan "
+                        "(60 px paths, exposure 1/100..1, 65 px kernels; the paper presets')")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--lr", type=float)
@@ -78,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights or checkpoint (default: the bundled model)")
     p.add_argument("--pairs", required=True, help="folder with blur/ and sharp/ (or GOPRO_Large)")
     p.add_argument("--layout", default="paired", choices=["paired", "gopro"])
-    p.add_argument("--protocol", default="full", choices=["full", "paper"])
+    p.add_argument("--protocol", default="full", choices=list(PROTOCOLS),
+                   help="full; paper (the authors' order: halve, resize to 360x360, then "
+                        "restore); paper-after (restore the halved frame, then resize)")
     p.add_argument("--csv", help="write per-image numbers here")
     p.add_argument("--json", help="write the summary here")
     p.add_argument("--device", default="auto")
@@ -90,7 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise-var", type=float, default=None,
-                   help="Gaussian noise variance on blurred images (default 0; 0.001 with --pairs)")
+                   help="Gaussian noise variance on blurred images (default 0; 0.001 with --pairs)."
+                        " Added to the blurred image, the sharp one stays clean; the paper's "
+                        "GOPRO-noise set added it to the 11 video frames before averaging and "
+                        "used the noisy middle frame as sharp, which needs the frames")
+    p.add_argument("--kernel-recipe", default="streak", choices=["streak", "deblurgan"],
+                   help="with --sharp: streak (41 px kernels, 8-40 px, full exposure; default) "
+                        "or deblurgan (DeblurGAN's 60 px paths and exposures, 65 px kernels)")
     return parser
 
 
@@ -150,14 +163,23 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .config import preset
+    from .blur.trajectory import DEBLURGAN_KERNEL_SIZE
+    from .config import preset, with_steps
     from .trainer import train
     cfg = preset(args.preset)
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
+    if args.steps is not None:
+        if cfg.train.epochs > 0:
+            print(f"darkdeblur train: --steps {args.steps} replaces preset {cfg.preset}'s schedule "
+                  f"of {cfg.train.epochs:g} epochs", flush=True)
+        cfg = with_steps(cfg, args.steps)
+    overrides = {k: v for k, v in {"batch_size": args.batch_size,
                                    "crop": args.crop, "lr": args.lr, "seed": args.seed,
                                    "checkpoint_every": args.checkpoint_every,
                                    "validate_every": args.validate_every,
-                                   "max_noise_variance": args.max_noise_variance}.items() if v is not None}
+                                   "max_noise_variance": args.max_noise_variance,
+                                   "kernel_recipe": args.kernel_recipe}.items() if v is not None}
+    if args.kernel_recipe == "deblurgan":
+        overrides["kernel_size"] = DEBLURGAN_KERNEL_SIZE
     cfg = replace(cfg, train=replace(cfg.train, **overrides))
     if args.adv_warmup_steps is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, adv_warmup_steps=args.adv_warmup_steps))
@@ -193,7 +215,8 @@ def _cmd_eval(args) -> int:
 def _cmd_make_data(args) -> int:
     from .make_data import make_noisy_copy, make_synthetic
     if args.sharp:
-        n = make_synthetic(args.sharp, args.out, args.seed, args.noise_var or 0.0)
+        n = make_synthetic(args.sharp, args.out, args.seed, args.noise_var or 0.0,
+                           kernel_recipe=args.kernel_recipe)
     else:
         n = make_noisy_copy(args.pairs, args.out, args.seed,
                             0.001 if args.noise_var is None else args.noise_var)

@@ -5,6 +5,7 @@ A preset is just a function returning a :class:`RunConfig`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable
 
@@ -32,6 +33,10 @@ class ModelConfig:
     global_residual: bool = False  # restored = blurred + network output
     full_res_skip: bool = False  # concatenate the input image before the last layer
     resnet_blocks: int = 9  # arch="resnet" only
+    # How BatchNorm and dropout behave when the generator restores photos (see
+    # darkdeblur.models.test_mode): "running" = eval mode (running statistics, no dropout);
+    # "batch" = the reference code's (pix2pix) way: each image's own statistics, dropout on.
+    test_mode: str = "running"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,9 @@ class LossConfig:
     adversarial: str = "bce"  # "bce" (paper) | "wgan-gp" (DeblurGAN) | "none"
     lambda_adv: float = 1.0
     lambda_l1: float = 100.0
+    # Width of the pixel range the L1 term is measured on: 1 = [0, 1]; 2 = [-1, 1], as in the
+    # reference code, where |sharp - restored| is twice as large for the same images.
+    l1_range: float = 1.0
     lambda_l2: float = 0.0  # plain pixel MSE (DeblurGAN-style content term when > 0)
     lambda_dark: float = 250.0
     lambda_perceptual: float = 0.0
@@ -73,11 +81,18 @@ class TrainConfig:
     kernel_size: int = 41
     min_blur_length: float = 8.0
     max_blur_length: float = 40.0
+    # "streak": full-exposure kernels min..max_blur_length px long (below); "deblurgan":
+    # DeblurGAN's recipe, 60 px paths on a 64 px canvas seen for 1/100, 1/10, 1/2 or all of
+    # the exposure (darkdeblur.blur.trajectory.deblurgan_motion_kernel; needs kernel_size 65).
+    kernel_recipe: str = "streak"
     # Camera shakiness of the trajectory recipe. Its own 0.1*U(0,1) curls most paths into
     # scribbles a few pixels across (nearly sharp kernels); DeblurGAN's generation script uses
     # a small fixed value like this one, which gives visible motion streaks.
     blur_anxiety: float = 0.005
     steps: int = 1000
+    # > 0: the schedule is this many passes over the training images instead, and ``steps`` is
+    # computed from it when training starts (schedule_steps). ``--steps`` sets epochs to 0.
+    epochs: float = 0.0
     seed: int = 0
     init_std: float = 0.02
     log_every: int = 50
@@ -122,17 +137,55 @@ def _build(cls, data: dict[str, Any]):
     return cls(**kwargs)
 
 
+def schedule_steps(train: TrainConfig, images: int, processes: int = 1) -> int:
+    """Total optimisation steps: ``train.steps``, or ``train.epochs`` passes over ``images``
+    training images (photos plus pairs) at ``batch_size`` per process, rounded up.
+
+    >>> schedule_steps(TrainConfig(epochs=15.0, batch_size=1), images=2103)
+    31545
+    """
+    if train.epochs <= 0:
+        return train.steps
+    return max(1, math.ceil(train.epochs * images / (train.batch_size * processes)))
+
+
+def with_steps(cfg: RunConfig, steps: int) -> RunConfig:
+    """``cfg`` shortened (or lengthened) to exactly ``steps`` steps, whatever its epochs said."""
+    return replace(cfg, train=replace(cfg.train, steps=steps, epochs=0.0))
+
+
 # ----------------------------------------------------------------------------------------- presets
 
 
 def paper() -> RunConfig:
     """The paper's configuration, as its reference code builds it (dark-channel weight 250).
 
-    One deliberate difference: the reference code applies BatchNorm to the innermost 1x1 map,
-    where at the paper's batch size of 1 it normalises a single value per channel and carries no
-    signal (PyTorch's BatchNorm refuses it outright); like PyTorch pix2pix we leave it off there.
+    Settings where the project's own default differs, set here to the reference's value:
+    L1 measured on [-1, 1] images (``l1_range=2``: twice the weight an L1 on [0, 1] has next to
+    the adversarial and dark-channel terms); 15 epochs at batch size 1 (``epochs=15``; ``--steps``
+    shortens it); BatchNorm batch statistics and dropout on at test time (``test_mode="batch"``);
+    DeblurGAN's kernel recipe for synthetic blur (``kernel_recipe="deblurgan"``, 65 px kernels).
+
+    Differences that remain:
+
+    - BatchNorm on the innermost 1x1 map: the reference applies it, where at batch size 1 it
+      normalises a single value per channel and carries no signal (PyTorch's BatchNorm refuses
+      it outright); like PyTorch pix2pix we leave it off there (``innermost_norm=False``).
+    - Data: the reference trains on GOPRO train (2103 pairs) plus DeblurGAN's pre-blurred set;
+      here synthetic samples are blurred on the fly and make up ``synthetic_fraction`` (75 %)
+      of the samples whenever real pairs are present too, so an epoch's mix differs.
+    - An epoch is one pass over the photos and pairs found under ``--data``; the paper's 15
+      epochs over its far larger set were over 30,000 iterations.
+    - Synthetic kernels: trajectories that would leave the 65 px kernel are shrunk to fit
+      (DeblurGAN's code clips them and min-max stretches kernels and images; here a kernel
+      sums to 1 and keeps the image's brightness).
+    - Noise: variance ~ U(0, 0.002) added to the blurred input in float and clipped, like
+      scikit-image's ``random_noise``, but from torch's generator.
     """
-    return RunConfig(preset="paper")
+    cfg = RunConfig(preset="paper")
+    return replace(cfg, model=replace(cfg.model, test_mode="batch"),
+                   loss=replace(cfg.loss, l1_range=2.0),
+                   train=replace(cfg.train, epochs=15.0, kernel_recipe="deblurgan", kernel_size=65))
 
 
 def dc250() -> RunConfig:
@@ -147,7 +200,11 @@ def dc0() -> RunConfig:
 
 
 def dc250p() -> RunConfig:
-    """Ablation: the paper's model plus a VGG-19 conv3_3 perceptual loss (needs VGG-19 weights)."""
+    """Ablation: the paper's model plus a VGG-19 conv3_3 perceptual loss (needs VGG-19 weights).
+
+    The perceptual weight 1.0 is this project's choice, not the paper's: neither the paper nor
+    its reference code states the weight of this row's perceptual term.
+    """
     cfg = paper()
     return replace(cfg, preset="dc250p", loss=replace(cfg.loss, lambda_perceptual=1.0))
 

@@ -9,7 +9,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .image_io import read_rgb
-from .metrics import model_input, score
+from .metrics import model_input, reference, score
 
 
 def _mean(values: list[float]) -> float:
@@ -19,11 +19,14 @@ def _mean(values: list[float]) -> float:
 
 def evaluate_pairs(restore, pairs: list[tuple[Path, Path]], protocol: str,
                    progress: bool = True) -> dict:
-    """Score ``restore(blurred_uint8) -> restored_uint8`` on (blurred, sharp) file pairs.
+    """Score ``restore(blurred_uint8) -> restored`` on (blurred, sharp) file pairs.
 
+    ``restored`` is uint8, or under ``paper`` also float in [0, 1] (scored unrounded).
     Returns ``{"protocol", "n", "psnr", "ssim", "psnr_input", "ssim_input", "per_image": [...]}``;
     ``*_input`` scores the blurred input itself, the baseline any deblurring must beat.
-    Under ``paper`` the method is given halved GOPRO frames, as in the paper's test script.
+    What the method is given and what it is scored against follow
+    :func:`darkdeblur.metrics.model_input` and :func:`darkdeblur.metrics.reference`: under
+    ``paper`` the halved GOPRO frame resized to 360x360, under ``paper-after`` the halved frame.
     """
     rows = []
     for blurred_path, sharp_path in tqdm(pairs, desc=f"eval ({protocol})", disable=not progress,
@@ -32,7 +35,7 @@ def evaluate_pairs(restore, pairs: list[tuple[Path, Path]], protocol: str,
         if blurred.shape != sharp.shape:
             raise ValueError(f"{blurred_path}: size {blurred.shape[:2]} differs from its sharp "
                              f"image {sharp.shape[:2]}")
-        blurred, sharp = model_input(blurred, protocol), model_input(sharp, protocol)
+        blurred, sharp = model_input(blurred, protocol), reference(sharp, protocol)
         restored = restore(blurred)
         row = {"image": blurred_path.name}
         row.update(score(restored, sharp, protocol))

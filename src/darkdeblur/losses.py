@@ -58,16 +58,20 @@ def discriminator_loss(cfg: LossConfig, discriminator: nn.Module, blurred: torch
 def generator_loss(cfg: LossConfig, restored: torch.Tensor, sharp: torch.Tensor,
                    fake_logits: torch.Tensor | None,
                    perceptual: nn.Module | None = None) -> dict[str, torch.Tensor]:
-    """Weighted sum of the generator's terms; each term is also returned unweighted for logs."""
+    """Weighted sum of the generator's terms; each term is also returned unweighted for logs.
+
+    The L1 term is ``lambda_l1 * mean|sharp - restored|`` on images spanning ``l1_range``
+    (2 for the reference code's [-1, 1]), i.e. ``lambda_l1 * l1_range`` times the L1 on [0, 1].
+    """
     terms: dict[str, torch.Tensor] = {}
     total = restored.new_zeros(())
     if fake_logits is not None and cfg.lambda_adv > 0:
         adv = bce_generator_loss(fake_logits) if cfg.adversarial == "bce" else -fake_logits.mean()
         terms["g_adv"] = adv
         total = total + cfg.lambda_adv * adv
-    l1 = F.l1_loss(restored, sharp)
+    l1 = F.l1_loss(restored, sharp)  # logged on [0, 1], whatever range it is weighted on
     terms["l1"] = l1
-    total = total + cfg.lambda_l1 * l1
+    total = total + cfg.lambda_l1 * cfg.l1_range * l1
     if cfg.lambda_l2 > 0:
         terms["l2"] = F.mse_loss(restored, sharp)
         total = total + cfg.lambda_l2 * terms["l2"]

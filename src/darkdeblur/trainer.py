@@ -22,7 +22,7 @@ import torch
 from . import distributed
 from .checkpoint import (export_weights, latest_checkpoint, load_checkpoint, random_states,
                          restore_random_states, save_checkpoint)
-from .config import RunConfig
+from .config import RunConfig, schedule_steps
 from .data import BatchStream, device_batch, discover, load_training_images
 from .data.folders import DataSources
 from .data.stream import Prefetcher, make_kernel_bank, validation_set
@@ -104,6 +104,12 @@ def _lr_lambda(cfg: RunConfig):
     if cfg.train.lr_schedule == "cosine":
         return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     raise ValueError(f"unknown lr_schedule {cfg.train.lr_schedule!r}; choose constant or cosine")
+
+
+def _schedule_origin(tc, images: int) -> str:
+    if tc.epochs > 0:
+        return f"{tc.epochs:g} epochs over {images} images"
+    return "a fixed step count"
 
 
 def _seed_all(seed: int) -> None:
@@ -216,10 +222,12 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
     optimizers = Optimizers(torch.optim.Adam(models.generator.parameters(), **adam),
                             torch.optim.Adam(models.discriminator.parameters(), **adam)
                             if models.discriminator else None)
+    images = load_training_images(load_sources(data, layout), tc.downsample)
+    count = len(images.sharp) + len(images.pairs)
+    cfg = replace(cfg, train=replace(tc, steps=schedule_steps(tc, count, ctx.world)))
+    tc = cfg.train
     schedulers = [torch.optim.lr_scheduler.LambdaLR(o, _lr_lambda(cfg))
                   for o in (optimizers.generator, optimizers.discriminator) if o]
-
-    images = load_training_images(load_sources(data, layout), tc.downsample)
     stream = BatchStream(images, tc, tc.seed, ctx.rank, ctx.world)
     kernels = make_kernel_bank(tc, tc.seed, stream.bank_size).to(dev)
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
@@ -242,7 +250,7 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
               f"generator parameters, {len(images.sharp)} photos for synthetic blur + "
               f"{len(images.pairs)} real pairs, {ctx.world} process(es) on {dev.type}; effective batch "
               f"{samples_per_step} ({tc.batch_size} per process), lr {tc.lr:g}, steps {start}..{end} "
-              f"of {tc.steps}", flush=True)
+              f"of {tc.steps} ({_schedule_origin(tc, count)})", flush=True)
 
     step_models = replace(models, generator=distributed.wrap(models.generator, ctx, dev))
     average = distributed.gradient_averager(ctx)

@@ -3,6 +3,7 @@
 from darkdeblur.blur.degrade import add_gaussian_noise, blur, random_noise_variance
 from darkdeblur.blur.trajectory import (
     EXPOSURES,
+    deblurgan_motion_kernel,
     kernel_bank,
     random_motion_kernel,
     random_trajectory,
@@ -13,6 +14,7 @@ __all__ = [
     "EXPOSURES",
     "add_gaussian_noise",
     "blur",
+    "deblurgan_motion_kernel",
     "kernel_bank",
     "random_motion_kernel",
     "random_noise_variance",

@@ -19,6 +19,10 @@ import numpy as np
 
 # Exposure fractions from the DeblurGAN recipe: the kernel integrates only the first part of the trajectory.
 EXPOSURES = (1 / 100, 1 / 10, 1 / 2, 1.0)
+# DeblurGAN's own kernels: 60 px paths on a 64 px canvas, with these fixed shakiness values.
+DEBLURGAN_LENGTH = 60.0
+DEBLURGAN_KERNEL_SIZE = 65
+DEBLURGAN_ANXIETY = (0.01, 0.009, 0.008, 0.007, 0.005, 0.003)
 
 
 def random_trajectory(
@@ -186,17 +190,41 @@ def random_motion_kernel(
     return trajectory_to_kernel(trajectory, size, exposure)
 
 
-def kernel_bank(seed: int, count: int, size: int = 41, **kwargs) -> np.ndarray:
-    """`count` kernels from `random_motion_kernel`, identical for identical arguments.
+def deblurgan_motion_kernel(rng: np.random.Generator, size: int = DEBLURGAN_KERNEL_SIZE) -> np.ndarray:
+    """Sample one kernel with DeblurGAN's recipe: a 60 px trajectory on a 64 px canvas.
+
+    The shakiness is one of DeblurGAN's generation script's fixed values (0.003 to 0.01) and the
+    shutter sees 1/100, 1/10, 1/2 or all of the path (`EXPOSURES`, equally likely), so about a
+    quarter of the kernels are nearly sharp. Differences from DeblurGAN's code: the kernel is 65 px
+    (odd, so it has a centre pixel), a path that would not fit is shrunk rather than clipped, and
+    kernels are never min-max stretched.
+
+    Returns:
+        float32 (size, size), non-negative, sums to 1.
+    """
+    return random_motion_kernel(rng, size=size, max_length=DEBLURGAN_LENGTH, min_length=DEBLURGAN_LENGTH,
+                                exposure=float(rng.choice(EXPOSURES)),
+                                anxiety=float(rng.choice(DEBLURGAN_ANXIETY)))
+
+
+def kernel_bank(seed: int, count: int, size: int = 41, recipe: str = "streak", **kwargs) -> np.ndarray:
+    """`count` kernels, identical for identical arguments.
 
     Args:
         seed: seeds a fresh numpy Generator, so the bank does not depend on any other randomness.
         count: number of kernels.
-        size: kernel side; other keyword arguments go to `random_motion_kernel`.
+        size: kernel side.
+        recipe: "streak" (`random_motion_kernel`, which gets the other keyword arguments) or
+            "deblurgan" (`deblurgan_motion_kernel`, which takes none).
 
     Returns:
         float32 (count, size, size).
     """
     rng = np.random.default_rng(seed)
-    kernels = [random_motion_kernel(rng, size=size, **kwargs) for _ in range(count)]
+    if recipe == "streak":
+        kernels = [random_motion_kernel(rng, size=size, **kwargs) for _ in range(count)]
+    elif recipe == "deblurgan":
+        kernels = [deblurgan_motion_kernel(rng, size) for _ in range(count)]
+    else:
+        raise ValueError(f"unknown kernel recipe {recipe!r}; choose streak or deblurgan")
     return np.stack(kernels).astype(np.float32) if kernels else np.zeros((0, size, size), np.float32)

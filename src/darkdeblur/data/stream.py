@@ -232,14 +232,18 @@ def _cache_dir() -> Path:
 
 
 def make_kernel_bank(cfg: TrainConfig, seed: int, count: int = 1024) -> torch.Tensor:
-    """(count, k, k) float32 full-exposure camera-shake kernels shared by all ranks.
+    """(count, k, k) float32 camera-shake kernels shared by all ranks (``cfg.kernel_recipe``).
 
     Drawing 1024 trajectories takes seconds, so banks are cached on disk (``$DARKDEBLUR_CACHE``,
     default ``~/.cache/darkdeblur``) under a key made of the arguments and the trajectory code
     itself; a cache that cannot be written is skipped.
     """
-    args = dict(size=cfg.kernel_size, min_length=cfg.min_blur_length, max_length=cfg.max_blur_length,
-                exposure=1.0, anxiety=cfg.blur_anxiety)
+    if cfg.kernel_recipe == "deblurgan":
+        args = dict(size=cfg.kernel_size, recipe="deblurgan")
+    else:
+        args = dict(size=cfg.kernel_size, min_length=cfg.min_blur_length,
+                    max_length=cfg.max_blur_length, exposure=1.0, anxiety=cfg.blur_anxiety,
+                    recipe=cfg.kernel_recipe)
     key = hashlib.sha256(repr((seed, count, sorted(args.items()))).encode()
                          + Path(_trajectory.__file__).read_bytes()).hexdigest()[:20]
     path = _cache_dir() / f"kernel-bank-{key}.npy"

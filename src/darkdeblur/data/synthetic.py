@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..blur import add_gaussian_noise, blur, random_motion_kernel
+from ..blur import add_gaussian_noise, blur, deblurgan_motion_kernel, random_motion_kernel
 from ..image_io import read_rgb
 from ..pixels import to_tensor
 
@@ -21,7 +21,8 @@ class SyntheticPairs(torch.utils.data.Dataset):
 
     def __init__(self, sharp_paths: list[Path], seed: int = 0, kernel_size: int = 41,
                  min_length: float = 8.0, max_length: float = 40.0, noise_variance: float = 0.0,
-                 exposure: float | None = 1.0, anxiety: float | None = 0.005):
+                 exposure: float | None = 1.0, anxiety: float | None = 0.005,
+                 recipe: str = "streak"):
         self.sharp_paths = list(sharp_paths)
         self.seed = seed
         self.kernel_size = kernel_size
@@ -29,12 +30,17 @@ class SyntheticPairs(torch.utils.data.Dataset):
         self.noise_variance = noise_variance
         self.exposure = exposure
         self.anxiety = anxiety
+        if recipe not in ("streak", "deblurgan"):
+            raise ValueError(f"unknown kernel recipe {recipe!r}; choose streak or deblurgan")
+        self.recipe = recipe  # "deblurgan": deblurgan_motion_kernel, ignoring lengths/exposure
 
     def __len__(self) -> int:
         return len(self.sharp_paths)
 
     def kernel(self, index: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, index])
+        if self.recipe == "deblurgan":
+            return deblurgan_motion_kernel(rng, self.kernel_size)
         return random_motion_kernel(rng, self.kernel_size, self.max_length, self.min_length,
                                     exposure=self.exposure, anxiety=self.anxiety)
 

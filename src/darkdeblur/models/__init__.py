@@ -7,10 +7,11 @@ from ..config import DiscriminatorConfig, ModelConfig
 from .discriminator import PairDiscriminator
 from .layers import init_normal
 from .resnet import ResNetGenerator
+from .test_mode import TEST_MODES, set_test_mode
 from .unet import UNetGenerator
 
 __all__ = ["build_generator", "build_discriminator", "UNetGenerator", "ResNetGenerator",
-           "PairDiscriminator", "init_normal", "count_parameters"]
+           "PairDiscriminator", "init_normal", "count_parameters", "set_test_mode", "TEST_MODES"]
 
 _GENERATORS = {"unet": UNetGenerator, "resnet": ResNetGenerator}
 
