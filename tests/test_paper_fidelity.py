@@ -9,7 +9,7 @@ import torch
 
 from darkdeblur.blur import EXPOSURES, deblurgan_motion_kernel, kernel_bank, random_motion_kernel
 from darkdeblur.checkpoint import export_weights, load_generator
-from darkdeblur.config import (PRESETS, LossConfig, TrainConfig, default, paper, preset, schedule_steps,
+from darkdeblur.config import (PRESETS, LossConfig, TrainConfig, default, preset, schedule_steps,
                                tiny, with_steps)
 from darkdeblur.losses import generator_loss
 from darkdeblur.models import build_generator, set_test_mode

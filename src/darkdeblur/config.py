@@ -85,6 +85,7 @@ class TrainConfig:
     # DeblurGAN's recipe, 60 px paths on a 64 px canvas seen for 1/100, 1/10, 1/2 or all of
     # the exposure (darkdeblur.blur.trajectory.deblurgan_motion_kernel; needs kernel_size 65).
     kernel_recipe: str = "streak"
+    kernel_bank_size: int = 1024  # kernels drawn once per run (a few seconds per thousand)
     # Camera shakiness of the trajectory recipe. Its own 0.1*U(0,1) curls most paths into
     # scribbles a few pixels across (nearly sharp kernels); DeblurGAN's generation script uses
     # a small fixed value like this one, which gives visible motion streaks.
@@ -101,6 +102,7 @@ class TrainConfig:
     keep_checkpoints: int = 3
     validate_every: int = 0  # 0 = never; else PSNR on a small fixed validation set
     bf16: bool = True  # autocast on CUDA only
+    channels_last: bool = False  # NHWC weights and activations on CUDA only (tensor-core convs)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,10 @@ def build_models(cfg: RunConfig, device: torch.device, vgg_weights: str | None) 
         except (OSError, ValueError) as err:
             raise TrainingError(str(err)) from None
         perceptual = perceptual.to(device)
+    if cfg.train.channels_last and device.type == "cuda":
+        generator = generator.to(memory_format=torch.channels_last)
+        if discriminator is not None:
+            discriminator = discriminator.to(memory_format=torch.channels_last)
     return Models(generator.to(device), discriminator.to(device) if discriminator else None, perceptual)
 
 
@@ -159,11 +163,12 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
           resume: bool = False, device: str = "auto", vgg_weights: str | None = None,
           init_weights: str | None = None, deterministic: bool = False,
           progress: bool = True, stop_after: int | None = None,
-          val: str | Path | None = None) -> dict:
+          val: str | Path | None = None, max_seconds: float | None = None) -> dict:
     """Train ``cfg`` on the images under ``data`` into run directory ``out``.
 
     ``stop_after`` ends this invocation after that many steps without changing the schedule, so
-    a long run can be done in pieces with ``resume=True``. ``val`` is a folder (pairs or sharp
+    a long run can be done in pieces with ``resume=True``; ``max_seconds`` does the same after
+    that many seconds of training (a time budget; every rank stops at the same step). ``val`` is a folder (pairs or sharp
     photos) whose first few images give PSNR and image grids every ``validate_every`` steps.
     Returns a summary dict.
     """
@@ -181,7 +186,7 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = not deterministic  # fixed crop sizes: autotune convs
         return _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights,
-                      progress, stop_after, val)
+                      progress, stop_after, val, max_seconds)
     finally:
         torch.use_deterministic_algorithms(flags[0])
         torch.backends.cudnn.benchmark = flags[1]
@@ -204,7 +209,7 @@ class _Run:
 
 
 def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, progress,
-           stop_after, val):
+           stop_after, val, max_seconds=None):
     tc = cfg.train
     _seed_all(tc.seed)  # same initial weights on every rank
     models = build_models(cfg, dev, vgg_weights)
@@ -275,6 +280,9 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
                 raise TrainingError(f"step {done}: non-finite loss ({bad}); training stopped, the "
                                     f"last good checkpoint {kept or '(none yet)'} is kept")
             logs["lr"] = optimizers.generator.param_groups[0]["lr"]  # the rate this step used
+            if max_seconds is not None and distributed.all_ranks_agree(
+                    time.perf_counter() - began >= max_seconds, ctx, dev):
+                end = done  # out of time: this step is the last, and is checkpointed
             with warnings.catch_warnings():
                 # During an adversarial warm-up D does not step, yet its schedule must follow
                 # the global step; PyTorch warns about exactly that order.
@@ -292,6 +300,8 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
                     log.validate(models.generator, *val_set, done)
             if done % tc.checkpoint_every == 0 or done == end:
                 _save(run, done)
+            if done == end:
+                break
     finally:
         run.stream.close()
         if log is not None:

@@ -135,7 +135,7 @@ class BatchStream:
         self.rng = np.random.default_rng([seed, rank, 1])
         self.sharp_order = ShardedOrder(len(images.sharp), seed, rank, world) if images.sharp else None
         self.pair_order = ShardedOrder(len(images.pairs), seed + 1, rank, world) if images.pairs else None
-        self.bank_size = 1024
+        self.bank_size = cfg.kernel_bank_size
 
     def _synthetic_count(self) -> int:
         if self.pair_order is None:
