@@ -178,9 +178,9 @@ def paper() -> RunConfig:
       of the samples whenever real pairs are present too, so an epoch's mix differs.
     - An epoch is one pass over the photos and pairs found under ``--data``; the paper's 15
       epochs over its far larger set were over 30,000 iterations.
-    - Synthetic kernels: trajectories that would leave the 65 px kernel are shrunk to fit
-      (DeblurGAN's code clips them and min-max stretches kernels and images; here a kernel
-      sums to 1 and keeps the image's brightness).
+    - Synthetic kernels: trajectories that would leave the 65 px kernel are shrunk to fit, and
+      kernels are never min-max stretched (DeblurGAN's code stretches kernels and images; here a
+      kernel sums to 1 and keeps the image's brightness).
     - Noise: variance ~ U(0, 0.002) added to the blurred input in float and clipped, like
       scikit-image's ``random_noise``, but from torch's generator.
     """

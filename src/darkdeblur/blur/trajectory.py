@@ -196,8 +196,8 @@ def deblurgan_motion_kernel(rng: np.random.Generator, size: int = DEBLURGAN_KERN
     The shakiness is one of DeblurGAN's generation script's fixed values (0.003 to 0.01) and the
     shutter sees 1/100, 1/10, 1/2 or all of the path (`EXPOSURES`, equally likely), so about a
     quarter of the kernels are nearly sharp. Differences from DeblurGAN's code: the kernel is 65 px
-    (odd, so it has a centre pixel), a path that would not fit is shrunk rather than clipped, and
-    kernels are never min-max stretched.
+    (odd, so it has a centre pixel), a path that would not fit is shrunk to fit, and kernels are
+    never min-max stretched.
 
     Returns:
         float32 (size, size), non-negative, sums to 1.
