@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from darkdeblur.checkpoint import sha256_of
+from darkdeblur.safe_files import sha256_of
 from darkdeblur.data import find_pairs
 from darkdeblur.deconvolution import richardson_lucy_deconvolve, wiener_deconvolve
 from darkdeblur.image_io import list_images, read_rgb, write_rgb

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from darkdeblur.checkpoint import export_weights, load_checkpoint, load_generator, sha256_of
+from darkdeblur.checkpoint import export_weights, load_checkpoint, load_generator
+from darkdeblur.safe_files import sha256_of
 from darkdeblur.data import find_pairs
 from darkdeblur.evaluate import evaluate_pairs
 from darkdeblur.inference import Deblurrer

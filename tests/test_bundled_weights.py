@@ -5,7 +5,8 @@ import numpy as np
 from safetensors.torch import load_file
 
 import darkdeblur
-from darkdeblur.checkpoint import load_generator, sha256_of
+from darkdeblur.checkpoint import load_generator
+from darkdeblur.safe_files import sha256_of
 from darkdeblur.inference import bundled_weights_path
 from darkdeblur.models import build_generator
 

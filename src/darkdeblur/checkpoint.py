@@ -4,23 +4,20 @@ A training checkpoint (``step_0001000.pt``) holds the run config, a format versi
 model/optimizer/scheduler states and every random generator state; it loads with
 ``weights_only=True`` (no arbitrary unpickling). There is no GradScaler state: mixed precision
 is bf16 autocast, whose exponent range needs no loss scaling. Checkpoints are written to a
-hidden temporary file and renamed, so a kill mid-write leaves the previous one as the newest.
+hidden temporary file and renamed (:mod:`darkdeblur.safe_files`), so a kill mid-write leaves
+the previous one as the newest.
 Exported weights are a safetensors file whose metadata carries the config, so
 ``load_generator`` needs nothing else.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
-import random
 import re
-import secrets
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
@@ -28,92 +25,11 @@ from torch import nn
 
 from .config import RunConfig
 from .models import build_generator, set_test_mode
+from .safe_files import atomic_write, sha256_of
 
 FORMAT_VERSION = 1
 CHECKPOINT_GLOB = "step_*.pt"
 _CHECKPOINT_NAME = re.compile(r"step_(\d+)\.pt")
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file.
-
-    The temporary file is ``.NAME.*.tmp`` beside ``path``; a process killed mid-write leaves it
-    behind (``save_checkpoint`` removes such leftovers), never a partial ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not tempfile.mkstemp: its files are 0600 whatever the umask, and the rename keeps that.
-    tmp = str(path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    mode = os.stat(tmp).st_mode  # 0666 less the umask
-    try:
-        write(tmp)
-        os.chmod(tmp, mode)  # some writers (safetensors) recreate the file as 0600
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)  # make the rename itself survive a power cut
-
-
-def save_array(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` as an ``.npy`` file atomically (see :func:`atomic_write`)."""
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a bare name
-            np.save(f, array)
-
-    atomic_write(Path(path), write)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot fsync a directory
-    finally:
-        os.close(fd)
-
-
-def random_states(*generators: torch.Generator) -> dict:
-    """The state of Python's, NumPy's and torch's global generators and of ``generators``.
-
-    Plain lists, tuples and tensors only, so a checkpoint holding it loads with ``weights_only``.
-    """
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    return {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, gauss],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "generators": [g.get_state() for g in generators]}
-
-
-def restore_random_states(states: dict, *generators: torch.Generator) -> None:
-    """Undo :func:`random_states`: every generator continues where it was."""
-    random.setstate(_as_tuple(states["python"]))
-    name, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(states["torch"])
-    if states["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    for generator, state in zip(generators, states["generators"], strict=True):
-        generator.set_state(state)
-
-
-def _as_tuple(value):
-    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import atomic_write
+from .safe_files import atomic_write
 
 DEFAULT_OPSET = 17
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from .blur import add_gaussian_noise
 from .blur.trajectory import DEBLURGAN_ANXIETY, DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, EXPOSURES
-from .checkpoint import save_array
+from .safe_files import save_array
 from .data.folders import find_pairs
 from .data.synthetic import SyntheticPairs
 from .image_io import list_images, read_rgb, write_rgb

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .checkpoint import atomic_write
+from .safe_files import atomic_write
 
 LOSS_LOG = "losses.jsonl"
 

@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import shutil
 import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import distributed
-from .checkpoint import (export_weights, latest_checkpoint, load_checkpoint, random_states,
-                         restore_random_states, save_checkpoint)
+from .checkpoint import export_weights, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import RunConfig, schedule_steps
 from .data import BatchStream, device_batch, discover, load_training_images
 from .data.folders import DataSources
 from .data.stream import Prefetcher, make_kernel_bank, validation_set
 from .models import build_discriminator, build_generator, count_parameters, init_normal
+from .random_state import random_states, restore_random_states, seed_all
 from .run_logs import RunLog
 from .train_step import Models, Optimizers, adversarial_active, train_step
 
@@ -110,12 +108,6 @@ def _schedule_origin(tc, images: int) -> str:
     if tc.epochs > 0:
         return f"{tc.epochs:g} epochs over {images} images"
     return "a fixed step count"
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_models(cfg: RunConfig, device: torch.device, vgg_weights: str | None) -> Models:
@@ -211,7 +203,7 @@ class _Run:
 def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, progress,
            stop_after, val, max_seconds=None):
     tc = cfg.train
-    _seed_all(tc.seed)  # same initial weights on every rank
+    seed_all(tc.seed)  # same initial weights on every rank
     models = build_models(cfg, dev, vgg_weights)
     if init_weights:
         from .checkpoint import load_generator
@@ -236,7 +228,7 @@ def _train(cfg, data, out, layout, resume, dev, ctx, vgg_weights, init_weights, 
     stream = BatchStream(images, tc, tc.seed, ctx.rank, ctx.world)
     kernels = make_kernel_bank(tc, tc.seed, stream.bank_size).to(dev)
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
-    _seed_all(tc.seed * 1000 + ctx.rank)  # dropout differs per rank
+    seed_all(tc.seed * 1000 + ctx.rank)  # dropout differs per rank
     run = _Run(cfg, ctx, dev, out, models, optimizers, schedulers, stream, noise)
     val_set = None
     if val is not None:

@@ -21,7 +21,7 @@ import torch
 
 from ..blur import add_gaussian_noise, blur, kernel_bank
 from ..blur import trajectory as _trajectory
-from ..checkpoint import save_array
+from ..safe_files import save_array
 from ..config import TrainConfig
 from ..image_io import read_rgb
 from ..pixels import halve_large
