@@ -103,3 +103,16 @@ def test_unknown_device_is_one_line(tmp_path, sharp_folder, weights, capsys):
     assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--device gpu0: unknown device" in err[0]
+
+
+@pytest.mark.parametrize("command, option, words", [
+    ("train", "--layout", "paired (blur/ and sharp/"),
+    ("make-data", "--out", "must be new or empty"),
+    ("make-data", "--seed", "default 0"),
+    ("make-data", "--kernel-recipe", "41 px kernels, 8-40 px paths"),
+    ("eval", "--protocol", "full (the default"),
+])
+def test_options_a_newcomer_needs_say_what_they_do(command, option, words, capsys):
+    assert main([command, "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at any width
+    assert option in help_text and words in help_text

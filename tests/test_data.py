@@ -110,3 +110,36 @@ def test_make_data_refuses_two_inputs_that_would_share_an_output_name(tmp_path, 
     with pytest.raises(ValueError, match="would be written as a_b.png"):
         make_synthetic(tmp_path / "src", tmp_path / "out", seed=0, progress=False)
     assert not (tmp_path / "out" / "blur").exists() or not any((tmp_path / "out" / "blur").iterdir())
+
+
+def test_make_data_refuses_a_non_empty_out_unless_forced(tmp_path, sharp_folder, capsys):
+    from darkdeblur.cli import main
+    out = tmp_path / "set"
+    out.mkdir()
+    (out / "notes.txt").write_text("an earlier set")
+    assert main(["make-data", "--sharp", str(sharp_folder), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{out} is not empty" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # nothing written
+    (tmp_path / "file").write_text("")
+    assert main(["make-data", "--sharp", str(sharp_folder), "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert main(["make-data", "--sharp", str(sharp_folder), "--out", str(out), "--force"]) == 0
+    assert len(list((out / "blur").iterdir())) == 4 and (out / "notes.txt").is_file()
+
+
+def test_make_data_and_training_draw_streak_kernels_with_one_set_of_defaults():
+    import inspect
+
+    from darkdeblur.blur import random_motion_kernel
+    from darkdeblur.config import TrainConfig
+    train = TrainConfig()
+    expected = {"kernel_size": train.kernel_size, "min_length": train.min_blur_length,
+                "max_length": train.max_blur_length, "anxiety": train.blur_anxiety}
+    for function in (make_synthetic, SyntheticPairs):
+        defaults = {k: v.default for k, v in inspect.signature(function).parameters.items()}
+        assert {k: defaults[k] for k in expected} == expected, function
+    kernel_defaults = inspect.signature(random_motion_kernel).parameters
+    assert (kernel_defaults["size"].default, kernel_defaults["min_length"].default,
+            kernel_defaults["max_length"].default) == (train.kernel_size, train.min_blur_length,
+                                                        train.max_blur_length)

@@ -12,6 +12,13 @@ def test_dark_channel_of_a_constant_image_is_that_constant():
     torch.testing.assert_close(out, torch.full((2, 1, 20, 20), 0.37))
 
 
+def test_the_dark_channel_patch_has_one_default():
+    import inspect
+    patch = LossConfig().dark_patch
+    for function in (dark_channel, dark_channel_loss):
+        assert inspect.signature(function).parameters["patch"].default == patch == 15, function
+
+
 def test_dark_channel_matches_a_hand_computation():
     image = torch.ones(1, 3, 5, 5)
     image[0, 1, 2, 2] = 0.2   # one dark green pixel in the centre

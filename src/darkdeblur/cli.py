@@ -10,9 +10,15 @@ import sys
 from dataclasses import replace
 
 from . import __version__
+from .blur.trajectory import (DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, STREAK_KERNEL_SIZE,
+                              STREAK_MAX_LENGTH, STREAK_MIN_LENGTH)
 from .metrics import PROTOCOLS
 
 COMMANDS = ("deblur", "export", "train", "eval", "make-data")
+_STREAK = (f"streak ({STREAK_KERNEL_SIZE} px kernels, {STREAK_MIN_LENGTH:g}-{STREAK_MAX_LENGTH:g} px "
+           f"paths, full exposure)")
+_DEBLURGAN = (f"deblurgan (DeblurGAN's {DEBLURGAN_LENGTH:g} px paths, exposure 1/100..1, "
+              f"{DEBLURGAN_KERNEL_SIZE} px kernels)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,13 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model")
     p.add_argument("--preset", default="default", help="paper, dc0, dc250, dc250p, deblurgan, default, tiny")
     p.add_argument("--data", nargs="+", required=True, help="training folders")
-    p.add_argument("--layout", default="auto", choices=["auto", "paired", "gopro", "sharp"])
+    p.add_argument("--layout", default="auto", choices=["auto", "paired", "gopro", "sharp"],
+                   help="how --data folders hold images: paired (blur/ and sharp/ of the same names), "
+                        "gopro (GOPRO_Large sequences), sharp (photos to blur synthetically), or "
+                        "auto (default: paired where blur/ and sharp/ exist, sharp photos elsewhere, "
+                        "searching sub-folders)")
     p.add_argument("--out", required=True, help="run directory for checkpoints and logs")
     p.add_argument("--steps", type=int, help="total optimisation steps; replaces the preset's "
                                                "schedule (paper presets: 15 epochs) and says so")
     p.add_argument("--kernel-recipe", choices=["streak", "deblurgan"],
-                   help="synthetic blur kernels: streak (8-40 px, full exposure) or deblurgan "
-                        "(60 px paths, exposure 1/100..1, 65 px kernels; the paper presets')")
+                   help=f"synthetic blur kernels: {_STREAK} or {_DEBLURGAN} (the paper presets')")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--crop", type=int)
     p.add_argument("--lr", type=float)
@@ -84,7 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True, help="folder with blur/ and sharp/ (or GOPRO_Large)")
     p.add_argument("--layout", default="paired", choices=["paired", "gopro"])
     p.add_argument("--protocol", default="full", choices=list(PROTOCOLS),
-                   help="full; paper (the authors' order: halve, resize to 360x360, then "
+                   help="full (the default: whole frames at their own size); paper (the "
+                        "authors' order: halve, resize to 360x360, then "
                         "restore); paper-after (restore the halved frame, then resize)")
     p.add_argument("--csv", help="write per-image numbers here")
     p.add_argument("--json", help="write the summary here")
@@ -94,16 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--sharp", help="folder of sharp photos to blur")
     source.add_argument("--pairs", help="paired folder to copy with noise added to blur/")
-    p.add_argument("--out", required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True,
+                   help="folder to create with blur/, sharp/, kernels/ and recipe.json; it must be new "
+                        "or empty unless --force")
+    p.add_argument("--force", action="store_true", help="write into a non-empty --out, replacing "
+                                                        "files of the same names")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the kernels and the noise (default 0): the same seed and photos "
+                        "write the same set")
     p.add_argument("--noise-var", type=float, default=None,
                    help="Gaussian noise variance on blurred images (default 0; 0.001 with --pairs)."
                         " Added to the blurred image, the sharp one stays clean; the paper's "
                         "GOPRO-noise set added it to the 11 video frames before averaging and "
                         "used the noisy middle frame as sharp, which needs the frames")
     p.add_argument("--kernel-recipe", default="streak", choices=["streak", "deblurgan"],
-                   help="with --sharp: streak (41 px kernels, 8-40 px, full exposure; default) "
-                        "or deblurgan (DeblurGAN's 60 px paths and exposures, 65 px kernels)")
+                   help=f"with --sharp: {_STREAK}, the default, or {_DEBLURGAN}")
     return parser
 
 
@@ -213,7 +228,18 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_make_data(args) -> int:
+    from pathlib import Path
+
     from .make_data import make_noisy_copy, make_synthetic
+    out = Path(args.out)
+    refusal = None  # checked before any work: a set written over another mixes the two
+    if out.exists() and not out.is_dir():
+        refusal = f"--out {out} is a file, not a folder"
+    elif out.is_dir() and any(out.iterdir()) and not args.force:
+        refusal = f"--out {out} is not empty; pass --force to write into it, or choose a new --out"
+    if refusal:
+        print(f"darkdeblur make-data: {refusal}", file=sys.stderr)
+        return 2
     if args.sharp:
         n = make_synthetic(args.sharp, args.out, args.seed, args.noise_var or 0.0,
                            kernel_recipe=args.kernel_recipe)

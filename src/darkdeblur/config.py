@@ -9,6 +9,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable
 
+from .blur.trajectory import STREAK_ANXIETY, STREAK_KERNEL_SIZE, STREAK_MAX_LENGTH, STREAK_MIN_LENGTH
+from .dark_channel import DARK_PATCH
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -60,7 +63,7 @@ class LossConfig:
     lambda_l2: float = 0.0  # plain pixel MSE (DeblurGAN-style content term when > 0)
     lambda_dark: float = 250.0
     lambda_perceptual: float = 0.0
-    dark_patch: int = 15
+    dark_patch: int = DARK_PATCH
     gradient_penalty: float = 10.0  # wgan-gp only
     adv_warmup_steps: int = 0  # generator trains on content losses only before this step
 
@@ -78,18 +81,15 @@ class TrainConfig:
     downsample: bool = True  # 2x bicubic downsampling of frames whose short side >= 720 px
     max_noise_variance: float = 0.002
     synthetic_fraction: float = 0.75  # share of each batch blurred synthetically (when both sources exist)
-    kernel_size: int = 41
-    min_blur_length: float = 8.0
-    max_blur_length: float = 40.0
+    kernel_size: int = STREAK_KERNEL_SIZE
+    min_blur_length: float = STREAK_MIN_LENGTH
+    max_blur_length: float = STREAK_MAX_LENGTH
     # "streak": full-exposure kernels min..max_blur_length px long (below); "deblurgan":
     # DeblurGAN's recipe, 60 px paths on a 64 px canvas seen for 1/100, 1/10, 1/2 or all of
     # the exposure (darkdeblur.blur.trajectory.deblurgan_motion_kernel; needs kernel_size 65).
     kernel_recipe: str = "streak"
     kernel_bank_size: int = 1024  # kernels drawn once per run (a few seconds per thousand)
-    # Camera shakiness of the trajectory recipe. Its own 0.1*U(0,1) curls most paths into
-    # scribbles a few pixels across (nearly sharp kernels); DeblurGAN's generation script uses
-    # a small fixed value like this one, which gives visible motion streaks.
-    blur_anxiety: float = 0.005
+    blur_anxiety: float = STREAK_ANXIETY  # camera shakiness (see blur.trajectory)
     steps: int = 1000
     # > 0: the schedule is this many passes over the training images instead, and ``steps`` is
     # computed from it when training starts (schedule_steps). ``--steps`` sets epochs to 0.

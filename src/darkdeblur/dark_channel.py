@@ -4,8 +4,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# He et al.'s window, which the paper's dark-channel loss uses too.
+DARK_PATCH = 15
 
-def dark_channel(images: torch.Tensor, patch: int = 15) -> torch.Tensor:
+
+def dark_channel(images: torch.Tensor, patch: int = DARK_PATCH) -> torch.Tensor:
     """(B, 3, H, W) in [0, 1] -> (B, 1, H, W) dark channel.
 
     The local minimum is a grey erosion with a flat ``patch`` x ``patch`` square and "same"

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import LossConfig
-from .dark_channel import dark_channel
+from .dark_channel import DARK_PATCH, dark_channel
 
 
-def dark_channel_loss(restored: torch.Tensor, sharp: torch.Tensor, patch: int = 15) -> torch.Tensor:
+def dark_channel_loss(restored: torch.Tensor, sharp: torch.Tensor, patch: int = DARK_PATCH) -> torch.Tensor:
     """Mean squared difference of the dark channels (the paper's L2 replacement of Pan's L0)."""
     return F.mse_loss(dark_channel(restored.clamp(0, 1), patch), dark_channel(sharp, patch))
 

@@ -8,7 +8,8 @@ import torch
 from tqdm import tqdm
 
 from .blur import add_gaussian_noise
-from .blur.trajectory import DEBLURGAN_ANXIETY, DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, EXPOSURES
+from .blur.trajectory import (DEBLURGAN_ANXIETY, DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, EXPOSURES,
+                              STREAK_ANXIETY, STREAK_KERNEL_SIZE, STREAK_MAX_LENGTH, STREAK_MIN_LENGTH)
 from .safe_files import save_array
 from .data.folders import find_pairs
 from .data.synthetic import SyntheticPairs
@@ -35,8 +36,9 @@ def _flat_names(paths: list[Path], root: Path) -> list[str]:
 
 
 def make_synthetic(sharp_dir: str | Path, out: str | Path, seed: int, noise_variance: float = 0.0,
-                   kernel_size: int = 41, min_length: float = 8.0, max_length: float = 40.0,
-                   anxiety: float = 0.005, progress: bool = True, kernel_recipe: str = "streak") -> int:
+                   kernel_size: int = STREAK_KERNEL_SIZE, min_length: float = STREAK_MIN_LENGTH,
+                   max_length: float = STREAK_MAX_LENGTH, anxiety: float = STREAK_ANXIETY,
+                   progress: bool = True, kernel_recipe: str = "streak") -> int:
     """Blur every photo under ``sharp_dir`` into ``out/{blur,sharp,kernels}``; return the count.
 
     Kernels are saved as ``kernels/NAME.npy`` (float32, sum 1) so non-blind deconvolution can be

@@ -23,6 +23,13 @@ EXPOSURES = (1 / 100, 1 / 10, 1 / 2, 1.0)
 DEBLURGAN_LENGTH = 60.0
 DEBLURGAN_KERNEL_SIZE = 65
 DEBLURGAN_ANXIETY = (0.01, 0.009, 0.008, 0.007, 0.005, 0.003)
+# The streak recipe: full-exposure paths of 8 to 40 px in a 41 px kernel. Its shakiness is small and
+# fixed: the trajectory's own 0.1 * U(0, 1) curls most paths into scribbles a few pixels across
+# (nearly sharp kernels), while a value like DeblurGAN's generation script's gives visible streaks.
+STREAK_KERNEL_SIZE = 41
+STREAK_MIN_LENGTH = 8.0
+STREAK_MAX_LENGTH = 40.0
+STREAK_ANXIETY = 0.005
 
 
 def random_trajectory(
@@ -143,9 +150,9 @@ def trajectory_to_kernel(trajectory: np.ndarray, size: int, exposure: float = 1.
 
 def random_motion_kernel(
     rng: np.random.Generator,
-    size: int = 41,
-    max_length: float = 40.0,
-    min_length: float = 8.0,
+    size: int = STREAK_KERNEL_SIZE,
+    max_length: float = STREAK_MAX_LENGTH,
+    min_length: float = STREAK_MIN_LENGTH,
     exposure: float | None = None,
     anxiety: float | None = None,
 ) -> np.ndarray:
@@ -207,7 +214,7 @@ def deblurgan_motion_kernel(rng: np.random.Generator, size: int = DEBLURGAN_KERN
                                 anxiety=float(rng.choice(DEBLURGAN_ANXIETY)))
 
 
-def kernel_bank(seed: int, count: int, size: int = 41, recipe: str = "streak", **kwargs) -> np.ndarray:
+def kernel_bank(seed: int, count: int, size: int = STREAK_KERNEL_SIZE, recipe: str = "streak", **kwargs) -> np.ndarray:
     """`count` kernels, identical for identical arguments.
 
     Args:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..blur import add_gaussian_noise, blur, deblurgan_motion_kernel, random_motion_kernel
+from ..blur.trajectory import STREAK_ANXIETY, STREAK_KERNEL_SIZE, STREAK_MAX_LENGTH, STREAK_MIN_LENGTH
 from ..image_io import read_rgb
 from ..pixels import to_tensor
 
@@ -19,9 +20,10 @@ class SyntheticPairs(torch.utils.data.Dataset):
     Images: float32 (3, H, W) in [0, 1]; kernel: float32 (k, k) summing to 1.
     """
 
-    def __init__(self, sharp_paths: list[Path], seed: int = 0, kernel_size: int = 41,
-                 min_length: float = 8.0, max_length: float = 40.0, noise_variance: float = 0.0,
-                 exposure: float | None = 1.0, anxiety: float | None = 0.005,
+    def __init__(self, sharp_paths: list[Path], seed: int = 0, kernel_size: int = STREAK_KERNEL_SIZE,
+                 min_length: float = STREAK_MIN_LENGTH, max_length: float = STREAK_MAX_LENGTH,
+                 noise_variance: float = 0.0, exposure: float | None = 1.0,
+                 anxiety: float | None = STREAK_ANXIETY,
                  recipe: str = "streak"):
         self.sharp_paths = list(sharp_paths)
         self.seed = seed
