@@ -2,6 +2,7 @@
 
     python benchmarks/speed.py                 # CPU; also CUDA fp32 / bf16 when a GPU is present
     python benchmarks/speed.py --repeats 5 --sizes 640x360 1280x720
+    python benchmarks/speed.py --repeats 3 --write  # also update the committed tables
 
 The paper's U-Net, the bundled default and the DeblurGAN ResNet run in the same process with
 random weights (eval mode, ``torch.inference_mode``), timed in interleaved rounds (A, B, C, A,
@@ -9,7 +10,8 @@ B, C, ...) so that a slow moment of a shared machine hits every model alike; the
 rounds is reported, and the ratios to DeblurGAN are the numbers to trust on a noisy machine.
 MACs are counted by :func:`darkdeblur.complexity.count_macs` at the size each network actually
 convolves (the U-Nets pad to a multiple of 2**depth; transposed convolutions per input pixel).
-Writes ``benchmarks/results/speed.csv`` and the speed section of ``benchmarks/RESULTS.md``.
+A plain run only prints; ``--write`` replaces ``benchmarks/results/speed.csv`` and the speed
+section of ``benchmarks/RESULTS.md``, which are committed.
 """
 from __future__ import annotations
 
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=["640x360", "1280x720"], help="WIDTHxHEIGHT")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds per size (after one warm-up)")
-    p.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    p.add_argument("--write", action="store_true",
+                   help="replace results/speed.csv and the speed section of RESULTS.md (committed files)")
     args = p.parse_args(argv)
 
     models = {label: build(name) for label, name in GENERATORS.items()}
@@ -133,20 +136,27 @@ def main(argv: list[str] | None = None) -> int:
                 f"{load_after[0]:.1f} after (other jobs shared the machine)")
     gpu_line = ("GPU rows: " + ", ".join(r[2] for r in runs[1:])) if len(runs) > 1 else \
         "No GPU was available for this run, so there are no fp32/bf16 GPU rows."
-    header = (f"Command: `python benchmarks/speed.py --repeats {args.repeats} --sizes {' '.join(args.sizes)}`. "
+    header = (f"Command: `python benchmarks/speed.py --repeats {args.repeats} --sizes {' '.join(args.sizes)} "
+              f"--write`. "
               f"Batch 1, random weights, eval mode, median of {args.repeats} interleaved rounds after one "
               f"warm-up. Machine: {hardware}. {gpu_line}")
     table = markdown(rows, header)
     print(table)
-    if not args.no_write:
-        out = ROOT / "benchmarks" / "results"
-        out.mkdir(parents=True, exist_ok=True)
-        with open(out / "speed.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        replace_section(ROOT / "benchmarks" / "RESULTS.md", "speed", table)
+    if args.write:
+        write_results(rows, table, ROOT / "benchmarks")
+        print(f"wrote {ROOT / 'benchmarks' / 'results' / 'speed.csv'} and the speed section of "
+              f"{ROOT / 'benchmarks' / 'RESULTS.md'}")
     return 0
+
+
+def write_results(rows: list[dict], table: str, folder: Path) -> None:
+    """The committed copies: ``results/speed.csv`` and the speed section of ``RESULTS.md``."""
+    (folder / "results").mkdir(parents=True, exist_ok=True)
+    with open(folder / "results" / "speed.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    replace_section(folder / "RESULTS.md", "speed", table)
 
 
 if __name__ == "__main__":

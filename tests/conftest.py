@@ -48,6 +48,24 @@ def paired_folder(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture()
+def load_benchmark(monkeypatch):
+    """``load_benchmark("speed")`` imports ``benchmarks/speed.py`` as a module, for this test only."""
+    import importlib.util
+    import sys
+    folder = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(folder))  # benchmarks import one another by bare name
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 def require_shared(sub: str) -> Path:
     path = SHARED_DATA / sub
     if not path.is_dir():

@@ -1,23 +1,10 @@
 """benchmarks/table1.py end to end on the CPU: pack, train every row briefly, score, write."""
 import csv
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _table1(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("table1", BENCHMARKS / "table1.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "table1", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _fake_shared(root: Path, sharp_folder: Path, paired_folder: Path) -> Path:
@@ -36,8 +23,8 @@ def _fake_shared(root: Path, sharp_folder: Path, paired_folder: Path) -> Path:
     return root
 
 
-def test_table1_packs_trains_scores_and_writes_on_cpu(tmp_path, sharp_folder, paired_folder, monkeypatch):
-    table1 = _table1(monkeypatch)
+def test_table1_packs_trains_scores_and_writes_on_cpu(tmp_path, sharp_folder, paired_folder, load_benchmark):
+    table1 = load_benchmark("table1")
     shared = _fake_shared(tmp_path / "shared", sharp_folder, paired_folder)
     pack = tmp_path / "pack"
     assert table1.main(["pack", "--shared", str(shared), "--out", str(pack)]) == 0
