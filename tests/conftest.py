@@ -1,6 +1,10 @@
-"""Shared fixtures: small photo folders built from scikit-image's bundled images."""
+"""Shared fixtures and builders: small photo folders from scikit-image's bundled images, image files
+made byte by byte (16-bit PNGs, EXIF blocks, corrupted files)."""
 from __future__ import annotations
 
+import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +68,49 @@ def load_benchmark(monkeypatch):
         return module
 
     return load
+
+
+# ----------------------------------------------------------------------------- image files
+
+MAKE, ORIENTATION = 0x010F, 0x0112
+
+
+def png(width: int, height: int, depth: int, colour_type: int, rows: bytes) -> bytes:
+    """A PNG from first principles: a header and the (unfiltered) rows in one IDAT chunk."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+def png16_bytes(pixels: np.ndarray) -> bytes:
+    """A 16-bit RGB or RGBA PNG, written without Pillow (which cannot)."""
+    height, width, channels = pixels.shape
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
+    return png(width, height, 16, {3: 2, 4: 6}[channels], rows)
+
+
+def exif_bytes(orientation: int = 1, make: str = "TestCam") -> bytes:
+    exif = Image.Exif()
+    exif[MAKE] = make
+    exif[ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+def random_pixels(shape, dtype=np.uint8, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+
+
+def encoded(fmt: str, shape=(64, 64, 3)) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(random_pixels(shape, seed=8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def corrupted(data: bytes, start: int = 200, length: int = 60) -> bytes:
+    """The same file with a run of its compressed pixel data zeroed (header intact)."""
+    return data[:start] + bytes(length) + data[start + length:]
 
 
 def require_shared(sub: str) -> Path:

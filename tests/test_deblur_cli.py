@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_image_io import MAKE, ORIENTATION, corrupted, encoded, exif_bytes, png16_bytes, random_pixels
+from conftest import MAKE, ORIENTATION, corrupted, encoded, exif_bytes, png16_bytes, random_pixels
 
 import darkdeblur.image_io
 from darkdeblur.checkpoint import export_weights

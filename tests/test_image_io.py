@@ -1,7 +1,4 @@
 """Reading and writing real-world image files: bit depth, alpha, orientation, profiles, bad files."""
-import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -10,39 +7,10 @@ import torch
 import tifffile
 from PIL import Image, ImageCms, ImageOps
 
+from conftest import MAKE, ORIENTATION, corrupted, encoded, exif_bytes, png, png16_bytes, random_pixels
 from darkdeblur.image_io import ImageReadError, LoadedImage, load_image, output_format, read_rgb, save_image
 
 SRGB_ICC = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-MAKE, ORIENTATION = 0x010F, 0x0112
-
-
-def png(width: int, height: int, depth: int, colour_type: int, rows: bytes) -> bytes:
-    """A PNG from first principles: a header and the (unfiltered) rows in one IDAT chunk."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
-
-
-def png16_bytes(pixels: np.ndarray) -> bytes:
-    """A 16-bit RGB or RGBA PNG, written without Pillow (which cannot)."""
-    height, width, channels = pixels.shape
-    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in pixels)
-    return png(width, height, 16, {3: 2, 4: 6}[channels], rows)
-
-
-def exif_bytes(orientation: int = 1, make: str = "TestCam") -> bytes:
-    exif = Image.Exif()
-    exif[MAKE] = make
-    exif[ORIENTATION] = orientation
-    return exif.tobytes()
-
-
-def random_pixels(shape, dtype=np.uint8, seed=0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
-
-
 def like(rgb: np.ndarray, **fields) -> LoadedImage:
     record = {"path": Path("source"), "rgb": rgb, "alpha": None, "grey": False, "icc": None, "exif": None,
               "format": "PNG"}
@@ -185,17 +153,6 @@ def test_greyscale_stays_greyscale(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- bad files
-
-
-def encoded(fmt: str, shape=(64, 64, 3)) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(random_pixels(shape, seed=8)).save(buffer, format=fmt)
-    return buffer.getvalue()
-
-
-def corrupted(data: bytes, start: int = 200, length: int = 60) -> bytes:
-    """The same file with a run of its compressed pixel data zeroed (header intact)."""
-    return data[:start] + bytes(length) + data[start + length:]
 
 
 BAD_FILES = {
