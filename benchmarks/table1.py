@@ -153,7 +153,7 @@ def ceiling_samples_per_s(cfg: RunConfig, device: torch.device, steps: int, vgg:
     from train_throughput import _time_steps
 
     from darkdeblur.train_step import Optimizers, train_step
-    from darkdeblur.trainer import build_models
+    from darkdeblur.train_setup import build_models
     torch.manual_seed(0)
     models = build_models(cfg, device, vgg)
     tc = cfg.train

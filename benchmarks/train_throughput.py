@@ -20,8 +20,9 @@ import torch
 from darkdeblur.config import preset
 from darkdeblur.data import BatchStream, device_batch, load_training_images
 from darkdeblur.data.stream import Prefetcher, make_kernel_bank
-from darkdeblur.train_step import Optimizers, train_step
-from darkdeblur.trainer import build_models, load_sources, resolve_device
+from darkdeblur.train_setup import build_models, build_optimizers, load_sources
+from darkdeblur.train_step import train_step
+from darkdeblur.trainer import resolve_device
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 
@@ -59,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cudnn.benchmark = True
     torch.manual_seed(0)
     models = build_models(cfg, device, None)
-    adam = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2))
-    optimizers = Optimizers(torch.optim.Adam(models.generator.parameters(), **adam),
-                            torch.optim.Adam(models.discriminator.parameters(), **adam)
-                            if models.discriminator else None)
+    optimizers = build_optimizers(models, tc)
     models.generator.train()
 
     began = time.perf_counter()

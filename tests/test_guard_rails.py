@@ -6,7 +6,7 @@ from collections import namedtuple
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from darkdeblur import checkpoint, trainer
+from darkdeblur import checkpoint, train_setup, trainer
 from darkdeblur.checkpoint import latest_checkpoint, load_checkpoint
 from darkdeblur.cli import main
 
@@ -57,7 +57,7 @@ def test_an_output_path_below_a_file_fails_before_reading_any_data(tmp_path, cap
 def test_a_nearly_full_disk_fails_before_reading_any_data(tmp_path, capsys, monkeypatch):
     usage = namedtuple("usage", "total used free")
     ten_mib = 10 * 2**20
-    monkeypatch.setattr(trainer.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - ten_mib, ten_mib))
+    monkeypatch.setattr(train_setup.shutil, "disk_usage", lambda path: usage(2**30, 2**30 - ten_mib, ten_mib))
     assert _train(tmp_path / "no-such-data", tmp_path / "run", "--steps", "2") == 1
     assert "only 10 MiB free; checkpoints need at least" in _error_line(capsys)
 
@@ -83,10 +83,14 @@ def test_disk_full_while_writing_a_checkpoint_stops_and_keeps_the_previous_one(s
     assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["losses.jsonl", "step_0000002.pt"]
 
 
-def test_tensorboard_gets_loss_terms_rates_gradients_and_validation(sharp_folder, paired_folder, tmp_path):
+def test_tensorboard_gets_loss_terms_rates_gradients_and_validation(sharp_folder, paired_folder, tmp_path,
+                                                                    capsys):
     out = tmp_path / "run"
     val = ["--val", str(paired_folder), "--validate-every", "2"]
     assert _train(sharp_folder, out, "--steps", "4", *val) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "validation PSNR" in line]
+    assert [line.split(":")[0] for line in printed] == ["step 2", "step 4"]
+    assert all("dB over the blurred input, 3 images" in line for line in printed)
     events = EventAccumulator(str(out / "tensorboard")).Reload()
     scalars = set(events.Tags()["scalars"])
     assert {"train/l1", "train/dark", "train/g_adv", "train/d_loss", "train/d_real", "train/d_fake",

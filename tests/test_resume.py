@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -124,3 +125,52 @@ def test_sigkill_then_resume_repeats_the_uninterrupted_loss_sequence_bit_for_bit
     ref_weights, weights = load_file(str(reference / "generator.safetensors")), load_file(
         str(run / "generator.safetensors"))
     assert all(torch.equal(ref_weights[k], weights[k]) for k in ref_weights)
+
+
+def _tiny(steps: int, **train):
+    from dataclasses import replace
+    cfg = tiny()
+    return replace(cfg, train=replace(cfg.train, steps=steps, checkpoint_every=2, batch_size=2, crop=32, **train))
+
+
+def test_extending_a_constant_rate_run_on_resume_retraces_the_longer_run(tmp_path, sharp_folder, capsys):
+    from darkdeblur.trainer import train
+    reference = train(_tiny(6), [sharp_folder], tmp_path / "reference", progress=False)
+    train(_tiny(4), [sharp_folder], tmp_path / "run", progress=False)
+    capsys.readouterr()
+    extended = train(_tiny(6), [sharp_folder], tmp_path / "run", progress=False, resume=True)
+    said = capsys.readouterr().out
+    assert "now 6 steps long, not 4" in said and "learning rate is constant" in said
+    assert extended["start"] == 4 and [h["step"] for h in extended["history"]] == [5, 6]
+    assert extended["history"] == reference["history"][4:]  # exact float equality, every term
+
+
+def test_extending_a_cosine_run_continues_on_the_longer_curve(tmp_path, sharp_folder, capsys):
+    from darkdeblur.trainer import train
+    train(_tiny(4, lr_schedule="cosine"), [sharp_folder], tmp_path / "run", progress=False)
+    capsys.readouterr()
+    extended = train(_tiny(8, lr_schedule="cosine"), [sharp_folder], tmp_path / "run", progress=False,
+                     resume=True)
+    assert "cosine learning rate is laid over the total steps" in capsys.readouterr().out
+    lr = tiny().train.lr
+    # Step 5 runs at the 8-step curve's rate for step 4 (half the base), not the 4-step curve's (0).
+    assert extended["history"][0]["lr"] == pytest.approx(lr * 0.5, rel=1e-12)
+
+
+def test_a_finished_run_has_nothing_to_do_and_changes_that_break_exactness_are_named(tmp_path, sharp_folder,
+                                                                                    capsys):
+    from darkdeblur.cli import main
+    run = tmp_path / "run"
+    base = ["train", "--preset", "tiny", "--data", str(sharp_folder), "--out", str(run), "--device", "cpu",
+            "--batch-size", "2", "--crop", "32", "--checkpoint-every", "2", "--no-progress"]
+    assert main([*base, "--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--steps", "2", "--resume"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run} is already at step 2, nothing to do" in out and "nan" not in out
+    assert main([*base, "--steps", "1", "--resume"]) == 1
+    assert "the run is at step 2, past the 1 steps asked for" in capsys.readouterr().err
+    assert main([*base, "--steps", "4", "--resume", "--lr", "0.002"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "train.lr is 0.001 in the checkpoint but 0.002 now" in err
+    assert load_checkpoint(latest_checkpoint(run))["step"] == 2  # the refused resumes wrote nothing

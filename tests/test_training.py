@@ -5,7 +5,8 @@ import torch
 
 from darkdeblur.checkpoint import export_weights, latest_checkpoint, load_checkpoint, load_generator
 from darkdeblur.config import RunConfig, tiny
-from darkdeblur.trainer import build_models, train
+from darkdeblur.train_setup import build_models
+from darkdeblur.trainer import train
 from darkdeblur.train_step import Optimizers, train_step
 
 
@@ -107,7 +108,7 @@ def test_loading_weights_is_strict(tmp_path):
 
 
 def test_a_fresh_run_refuses_a_directory_holding_another_run(tmp_path, sharp_folder):
-    from darkdeblur.trainer import TrainingError
+    from darkdeblur.train_setup import TrainingError
     cfg = replace(tiny(), train=replace(tiny().train, steps=2, checkpoint_every=2, batch_size=2, crop=32))
     train(cfg, [sharp_folder], tmp_path / "run", progress=False)
     before = sorted(p.name for p in (tmp_path / "run").iterdir())

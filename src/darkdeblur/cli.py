@@ -204,10 +204,9 @@ def _cmd_train(args) -> int:
                     device=args.device, vgg_weights=args.vgg_weights, init_weights=args.init_weights,
                     deterministic=args.deterministic, progress=not args.no_progress,
                     stop_after=args.stop_after, val=args.val)
-    if "weights" in summary:
-        last = summary["history"][-1] if summary["history"] else {}
+    if "weights" in summary and summary["history"]:  # with none, train said there was nothing to do
         print(f"darkdeblur train: steps {summary['start']}..{summary['steps']} in "
-              f"{summary['seconds']:.0f} s, last l1 {last.get('l1', float('nan')):.4f}; "
+              f"{summary['seconds']:.0f} s, last l1 {summary['history'][-1]['l1']:.4f}; "
               f"weights {summary['weights']}")
     return 0
 

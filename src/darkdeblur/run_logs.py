@@ -2,8 +2,8 @@
 
 Only rank 0 keeps a :class:`RunLog`. TensorBoard gets every loss term, the learning rate,
 the discriminator's mean logits on real and restored pairs (``d_real``, ``d_fake``), gradient
-norms and samples/s every ``log_every`` steps; validation PSNR and blurred | restored | sharp
-grids when asked.
+norms and samples/s every ``log_every`` steps; validation PSNR (printed too) and blurred |
+restored | sharp grids when asked.
 """
 from __future__ import annotations
 
@@ -110,11 +110,14 @@ class RunLog:
 
     def validate(self, generator: torch.nn.Module, blurred: torch.Tensor, sharp: torch.Tensor,
                  step: int) -> None:
-        """PSNR of the fixed validation set, and its gain over the blurred input, plus a grid."""
+        """PSNR of the fixed validation set, and its gain over the blurred input, plus a grid;
+        the two numbers are printed as well (``tqdm.write`` keeps a progress bar intact)."""
         restored = self.images("val", generator, blurred, sharp, step)
         value, baseline = psnr(restored, sharp).mean().item(), psnr(blurred, sharp).mean().item()
         self.writer.add_scalar("val/psnr", value, step)
         self.writer.add_scalar("val/psnr_gain", value - baseline, step)
+        tqdm.write(f"step {step}: validation PSNR {value:.2f} dB ({value - baseline:+.2f} dB over "
+                   f"the blurred input, {len(sharp)} images)")
 
     def close(self) -> None:
         self.bar.close()
