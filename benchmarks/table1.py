@@ -43,7 +43,8 @@ from darkdeblur.models import set_test_mode
 from darkdeblur.models.test_mode import TEST_MODES
 from darkdeblur.metrics import model_input, reference, score
 from darkdeblur.pixels import halve_large, quantize, to_tensor
-from darkdeblur.trainer import resolve_device, train
+from darkdeblur.devices import resolve_device
+from darkdeblur.trainer import train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_ablations import deblurgan_l1  # noqa: E402  (the DeblurGAN stand-in without VGG-19)

@@ -22,7 +22,7 @@ from darkdeblur.data import BatchStream, device_batch, load_training_images
 from darkdeblur.data.stream import Prefetcher, make_kernel_bank
 from darkdeblur.train_setup import build_models, build_optimizers, load_sources
 from darkdeblur.train_step import train_step
-from darkdeblur.trainer import resolve_device
+from darkdeblur.devices import resolve_device
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train"
 

@@ -24,7 +24,7 @@ from darkdeblur.checkpoint import export_weights, load_checkpoint, load_generato
 from darkdeblur.safe_files import sha256_of
 from darkdeblur.data import find_pairs
 from darkdeblur.evaluate import evaluate_pairs
-from darkdeblur.inference import Deblurrer
+from darkdeblur.engines import GanRestorer as Deblurrer
 from darkdeblur.make_data import make_synthetic
 from darkdeblur.models import count_parameters
 

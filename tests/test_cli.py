@@ -46,7 +46,7 @@ def test_missing_file_is_one_line_and_nonzero(tmp_path, weights, capsys):
 
 def test_missing_weights_is_one_line_and_nonzero(tmp_path, sharp_folder, capsys):
     code = main(["deblur", str(sharp_folder), "-o", str(tmp_path / "o"), "--weights", str(tmp_path / "w.safetensors")])
-    assert code == 1
+    assert code == 2  # a usage error
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "w.safetensors" in err[0] and "not found" in err[0]
 
@@ -92,7 +92,7 @@ def test_unreadable_weights_file_is_one_line(tmp_path, sharp_folder, capsys, nam
     bad = tmp_path / name
     bad.write_bytes(content)
     code = main(["deblur", str(sharp_folder / "rocket.png"), "-o", str(tmp_path / "o"), "--weights", str(bad)])
-    assert code == 1
+    assert code == 2  # found before any image is touched: a usage error
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and "weights_only=False" not in err[0]
 
@@ -100,7 +100,7 @@ def test_unreadable_weights_file_is_one_line(tmp_path, sharp_folder, capsys, nam
 def test_unknown_device_is_one_line(tmp_path, sharp_folder, weights, capsys):
     code = main(["deblur", str(sharp_folder / "rocket.png"), "-o", str(tmp_path / "o"),
                  "--weights", str(weights), "--device", "gpu0"])
-    assert code == 1
+    assert code == 2  # a usage error, as the README says
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--device gpu0: unknown device" in err[0]
 

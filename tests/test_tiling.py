@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from darkdeblur.config import tiny
-from darkdeblur.inference import Deblurrer
+from darkdeblur.engines import GanRestorer as Deblurrer
 from darkdeblur.models import build_generator
 from darkdeblur.pixels import quantize, to_tensor
 from darkdeblur.tiling import ramp, restore_tiled, span_weights, tile_spans

@@ -36,9 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["jpg", "png", "tif", "webp", "bmp"],
                    help="output format (default: the input's; GIF becomes PNG)")
     p.add_argument("--quality", type=_int_in(1, 100), default=95, help="JPEG and WebP quality (default 95)")
-    p.add_argument("--weights", help="weights file (default: the bundled model)")
-    p.add_argument("--device", default="auto",
-                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    _add_engine_arguments(p)
+    p.add_argument("--save-kernel", action="store_true",
+                   help="also write the estimated blur as NAME.kernel.png beside each output "
+                        "(one kernel per region of the photo; dcp)")
     p.add_argument("--half", action="store_true", help="run the model in float16 (GPU only)")
     p.add_argument("--threads", type=_int_in(1, 4096), help="CPU threads (default: PyTorch's choice)")
     p.add_argument("--tile", type=_int_in(0, 65536),
@@ -89,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="validate every N steps (default: the preset's, else --checkpoint-every)")
 
     p = sub.add_parser("eval", help="PSNR/SSIM on paired images")
-    p.add_argument("--weights", help="weights or checkpoint (default: the bundled model)")
+    _add_engine_arguments(p)
     p.add_argument("--pairs", required=True, help="folder with blur/ and sharp/ (or GOPRO_Large)")
     p.add_argument("--layout", default="paired", choices=["paired", "gopro"])
     p.add_argument("--protocol", default="full", choices=list(PROTOCOLS),
@@ -98,7 +99,10 @@ def _parser() -> argparse.ArgumentParser:
                         "restore); paper-after (restore the halved frame, then resize)")
     p.add_argument("--csv", help="write per-image numbers here")
     p.add_argument("--json", help="write the summary here")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--bn-mode", choices=["running", "batch"], default=None,
+                   help="gan test-time mode: running (BatchNorm running statistics, no dropout) "
+                        "or batch (batch statistics, dropout on, as the paper's code tested); "
+                        "default: the weights' own")
 
     p = sub.add_parser("make-data", help="write a synthetic blurred/sharp set, or a noisy copy")
     source = p.add_mutually_exclusive_group(required=True)
@@ -122,6 +126,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
+    from .engines import DEFAULT_METHOD, METHODS, PRIORS
+    p.add_argument("--method", choices=METHODS, default=None,
+                   help=f"gan: the trained dark-channel GAN; dcp: blind deconvolution with the dark "
+                        f"channel prior, no training (default: {DEFAULT_METHOD})")
+    p.add_argument("--weights", help="weights file for gan (default: the bundled model)")
+    p.add_argument("--prior", choices=PRIORS, default="l0",
+                   help="dcp kernel estimation: l0 (L0 gradients; default, faster) or dark "
+                        "(dark channel + L0 gradients, Pan et al. 2016)")
+    p.add_argument("--kernel-size", type=_odd_in(3, 255),
+                   help="dcp: largest blur to look for, in pixels at a working size of 1280 px "
+                        "(odd; default 25)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+
+
+def _odd_in(low: int, high: int):
+    whole = _int_in(low, high)
+
+    def parse(text: str) -> int:
+        value = whole(text)
+        if value % 2 == 0:
+            raise argparse.ArgumentTypeError(f"{value} is even; the kernel needs a centre pixel")
+        return value
+    return parse
+
+
 def _int_in(low: int, high: int):
     def parse(text: str) -> int:
         try:
@@ -134,15 +165,20 @@ def _int_in(low: int, high: int):
     return parse
 
 
+def _engine_options(args) -> dict:
+    return {"method": args.method, "kernel_size": args.kernel_size, "prior": args.prior}
+
+
 def _cmd_deblur(args) -> int:
     import torch
 
     from .deblur_files import UsageError, deblur_files, plan_jobs
-    from .inference import TileSettingsError, load_model
+    from .devices import DeviceError, resolve_device
+    from .engines import TileSettingsError
+    from .inference import load_model
     from .tiling import MIN_OVERLAP
-    from .trainer import resolve_device
     try:  # settings that cannot work are usage errors, found before the model loads
-        plan_jobs(args.inputs, args.out, args.format)
+        jobs = plan_jobs(args.inputs, args.out, args.format)
         overlap = MIN_OVERLAP if args.overlap is None else args.overlap
         if args.tile and args.tile < 2 * overlap:
             raise UsageError(f"--tile {args.tile} must be at least twice the overlap ({overlap})")
@@ -150,19 +186,17 @@ def _cmd_deblur(args) -> int:
             raise UsageError("--max-megapixels must be positive")
         if args.half and resolve_device(args.device).type == "cpu":
             raise UsageError("--half needs a GPU (cuda or mps); the CPU runs in float32")
-    except UsageError as err:
-        print(f"darkdeblur deblur: {err}", file=sys.stderr)
-        return 2
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    try:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         model = load_model(args.weights, args.device, tile=args.tile, overlap=args.overlap,
-                           half=args.half)
-    except TileSettingsError as err:  # only known once the model's padding multiple is
-        print(f"darkdeblur deblur: {err}", file=sys.stderr)
+                           half=args.half, progress=True, **_engine_options(args))
+    except (UsageError, DeviceError, TileSettingsError, FileNotFoundError, ValueError) as err:
+        # Everything found before the first photo is touched (bad flags, devices, weights).
+        first = (str(err).strip().splitlines() or [""])[0]
+        print(f"darkdeblur deblur: {first}", file=sys.stderr)
         return 2
-    summary = deblur_files(model, args.inputs, args.out, fmt=args.format, quality=args.quality,
-                           force=args.force, overwrite=args.overwrite,
+    summary = deblur_files(model, jobs, fmt=args.format, quality=args.quality,
+                           force=args.force, overwrite=args.overwrite, save_kernel=args.save_kernel,
                            max_pixels=int(args.max_megapixels * 1e6), debug=args.debug)
     print(summary.line())
     return 0 if summary.failed == 0 else 1
@@ -215,10 +249,11 @@ def _cmd_eval(args) -> int:
     from .data import find_pairs
     from .evaluate import evaluate_pairs, format_summary, write_csv, write_json
     from .inference import load_model
-    model = load_model(args.weights, args.device)
+    model = load_model(args.weights, args.device, test_mode=args.bn_mode, **_engine_options(args))
     pairs = find_pairs(args.pairs, args.layout)
     summary = evaluate_pairs(model, pairs, args.protocol)
-    print(format_summary(summary, label=f"{args.pairs}: "))
+    summary["engine"] = model.describe()
+    print(format_summary(summary, label=f"{args.pairs} ({model.method}): "))
     if args.csv:
         write_csv(summary, args.csv)
     if args.json:
@@ -276,9 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - user-facing boundary
         if args.debug:
             raise
+        from .devices import DeviceError
         from .image_io import ImageReadError
         from .trainer import TrainingError
         known = (FileNotFoundError, ImageReadError, TrainingError, ValueError, PermissionError)
+        if isinstance(err, DeviceError):  # a device this machine lacks is a usage error
+            print(f"darkdeblur {args.command}: {err}", file=sys.stderr)
+            return 2
         kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
         # Library messages can span lines (torch's often do); the user gets one.
         first = (str(err).strip().splitlines() or [""])[0]

@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -31,7 +32,12 @@ from .image_io import (
     load_image,
     output_format,
     save_image,
+    write_rgb,
 )
+from .kernel_picture import kernel_picture
+
+if TYPE_CHECKING:
+    from .engines import Restorer
 
 # The extension each output format gets with ``--format`` (and GIF inputs get PNG).
 FORMAT_SUFFIXES = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png", "tif": ".tif", "tiff": ".tif",
@@ -118,34 +124,45 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _deblur_one(model, source: Path, target: Path, quality: int, max_pixels: int) -> None:
+def kernel_path(target: Path) -> Path:
+    """Where ``--save-kernel`` writes the kernels of ``target``: ``NAME.kernel.png`` beside it."""
+    return target.with_name(target.stem + ".kernel.png")
+
+
+def _deblur_one(engine: Restorer, source: Path, target: Path, quality: int, max_pixels: int,
+                save_kernel: bool, log: Callable[[str], None]) -> None:
     """Load, restore, write; ImageReadError (with the reason) for anything the user can fix."""
     image = load_image(source, max_pixels=max_pixels)
     try:
-        restored = model(image.rgb)
+        result = engine.restore(image.rgb)
     except MemoryError:
         raise ImageReadError(f"{source}: out of memory while deblurring; try a smaller --tile") from None
     except RuntimeError as err:
         if "out of memory" not in str(err).lower():
             raise
         raise ImageReadError(f"{source}: out of memory while deblurring; try a smaller --tile") from None
+    for warning in result.warnings:
+        log(f"darkdeblur: {source}: {warning}")
+    written = target
     try:
-        save_image(target, restored, image, quality=quality)
+        save_image(target, result.image, image, quality=quality)
+        if save_kernel and result.kernel is not None:
+            written = kernel_path(target)
+            write_rgb(written, kernel_picture(result.kernel))
     except (OSError, ValueError) as err:
         reason = getattr(err, "strerror", None) or err
-        raise ImageReadError(f"{source}: cannot write {target} ({reason})") from None
+        raise ImageReadError(f"{source}: cannot write {written} ({reason})") from None
 
 
-def deblur_files(model: Callable[[np.ndarray], np.ndarray], inputs: list[str], out: str | os.PathLike,
-                 *, fmt: str | None = None, quality: int = 95, force: bool = False,
-                 overwrite: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
+def deblur_files(engine: Restorer, jobs: list[Job], *, fmt: str | None = None, quality: int = 95,
+                 force: bool = False, overwrite: bool = False, save_kernel: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, progress: bool = True,
                  debug: bool = False, log: Callable[[str], None] | None = None) -> Summary:
-    """Deblur every input with ``model`` (uint8/uint16 (H, W, 3) -> same); return the counts.
+    """Deblur every job of :func:`plan_jobs` with ``engine``; return the counts.
 
     Images are loaded, restored and written one at a time.
     """
     log = log or (lambda line: tqdm.write(line, file=sys.stderr))
-    jobs = plan_jobs(inputs, out, fmt)
     sources = {job.source.resolve() for job in jobs}
     claimed: dict[Path, Path] = {}  # resolved output -> the input it belongs to
     summary = Summary()
@@ -176,7 +193,7 @@ def deblur_files(model: Callable[[np.ndarray], np.ndarray], inputs: list[str], o
             log(f"darkdeblur: {source}: skipped, {target} exists (use --force to replace it)")
             continue
         try:  # one image in memory at a time: _deblur_one's arrays go when it returns
-            _deblur_one(model, source, target, quality, max_pixels)
+            _deblur_one(engine, source, target, quality, max_pixels, save_kernel, log)
             summary.done += 1
         except ImageReadError as err:
             fail(str(err))

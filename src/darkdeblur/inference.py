@@ -1,113 +1,59 @@
-"""Deblurring images with a trained generator: whole images, or tiles for large ones."""
+"""The Python API: ``load_model()`` builds an engine, ``deblur()`` restores a photo with it.
+
+>>> import darkdeblur                                            # doctest: +SKIP
+>>> engine = darkdeblur.load_model(method="dcp")                 # doctest: +SKIP
+>>> sharp = darkdeblur.deblur(PIL.Image.open("a.jpg"), engine)   # doctest: +SKIP
+"""
 from __future__ import annotations
 
 import os
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+from PIL import Image
 
-from .checkpoint import load_generator
-from .config import RunConfig
-from .pixels import quantize, to_tensor
-from .tiling import MIN_OVERLAP, restore_tiled, round_up
+from .engines import Restorer, bundled_gan_weights, load_engine
 
-BUNDLED_WEIGHTS = "default.safetensors"
-
-
-def bundled_weights_path() -> Path:
-    return Path(str(resources.files("darkdeblur") / "weights" / BUNDLED_WEIGHTS))
-
-
-class TileSettingsError(ValueError):
-    """Tile and overlap sizes that cannot work together for this model (a usage error)."""
-
-
-def auto_tile(device: torch.device) -> int:
-    """Tile side for ``device``: the bundled model needs ~0.4 GB of activations at 768 x 768."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return 2048 if free > 8 * 2**30 else 1024
-    return 768
-
-
-class Deblurrer:
-    """A loaded generator plus the device it runs on; call it on uint8 (H, W, 3) RGB arrays.
-
-    Images of at most ``tile**2`` pixels are restored whole; larger ones as overlapping
-    ``tile`` x ``tile`` tiles (see :mod:`darkdeblur.tiling`). ``tile=None`` picks a size for the
-    device, ``tile=0`` never tiles. ``half`` runs the generator in float16 (GPU only).
-    """
-
-    def __init__(self, generator: nn.Module, cfg: RunConfig, device: torch.device,
-                 tile: int | None = None, overlap: int | None = None, half: bool = False):
-        if half and device.type == "cpu":
-            raise ValueError("--half needs a GPU (cuda or mps); the CPU runs in float32")
-        self.generator, self.cfg, self.device = generator, cfg, device
-        self.dtype = torch.float16 if half else torch.float32
-        self.generator.to(self.dtype)
-        multiple = getattr(generator, "multiple", 1)
-        self.overlap = round_up(max(overlap if overlap is not None else MIN_OVERLAP, 0), multiple)
-        self.tile = round_up(auto_tile(device) if tile is None else tile, multiple)
-        if self.tile and self.tile < 2 * self.overlap:
-            raise TileSettingsError(f"tile {self.tile} must be at least twice the overlap {self.overlap} "
-                             f"(both rounded up to multiples of {multiple})")
-
-    @torch.inference_mode()
-    def restore_tensor(self, blurred: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> restored, same shape, on CPU, float32."""
-        restored = self.generator(blurred.to(self.device, self.dtype))
-        return restored.float().clamp(0, 1).cpu()
-
-    def restore_array(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 or uint16 (H, W, 3) -> restored, same dtype; tiled when larger than ``tile**2``."""
-        height, width = pixels.shape[:2]
-        if not self.tile or height * width <= self.tile**2:
-            restored = self.restore_tensor(to_tensor(pixels))[0].permute(1, 2, 0).numpy()
-            return quantize(restored, pixels.dtype)
-        return restore_tiled(self.restore_tensor, pixels, self.tile, self.overlap)
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray:
-        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype not in (np.uint8, np.uint16):
-            raise ValueError(f"expected a uint8 or uint16 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
-        return self.restore_array(rgb)
+bundled_weights_path = bundled_gan_weights  # the bundled generator's file
 
 
 def load_model(weights: str | os.PathLike | None = None, device: str = "auto",
-               tile: int | None = None, overlap: int | None = None, half: bool = False) -> Deblurrer:
-    """Load a generator from ``weights`` (safetensors or checkpoint), or the bundled model."""
-    from .trainer import resolve_device
-    dev = resolve_device(device)
-    path = Path(weights) if weights is not None else bundled_weights_path()
-    if weights is None and not path.is_file():
-        raise FileNotFoundError(f"{path}: no bundled weights in this installation; pass --weights")
-    generator, cfg = load_generator(path, dev)
-    return Deblurrer(generator, cfg, dev, tile=tile, overlap=overlap, half=half)
+               tile: int | None = None, overlap: int | None = None, half: bool = False,
+               method: str | None = None, **options) -> Restorer:
+    """An engine by ``method`` (``gan``, ``dcp``; default: the bundled default); see
+    :func:`darkdeblur.engines.load_engine` for ``options`` (kernel_size, prior, progress)."""
+    return load_engine(method, weights=weights, device=device, tile=tile, overlap=overlap,
+                       half=half, **options)
 
 
-def deblur(image, model: Deblurrer | None = None):
-    """Deblur a PIL image or a uint8 (H, W, 3) numpy array; returns the same kind.
+def deblur(image, model: Restorer | None = None, method: str | None = None):
+    """Deblur a PIL image or a uint8/uint16 (H, W, 3) array; returns the same kind.
 
-    >>> # doctest: +SKIP
-    >>> restored = darkdeblur.deblur(PIL.Image.open("photo.jpg"))
+    PIL images keep their mode: alpha is carried over unchanged, greyscale stays greyscale and
+    16-bit greyscale (``I;16``) is restored at 16 bits.
     """
-    model = model or _default_model()
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - Pillow is a dependency
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        return Image.fromarray(model(np.asarray(image.convert("RGB"))))
-    return model(np.asarray(image))
+    model = model or _default_model(method)
+    if not isinstance(image, Image.Image):
+        return model(np.asarray(image))
+    mode = image.mode
+    alpha = image.getchannel("A") if mode in ("RGBA", "LA", "PA") else None
+    if mode in ("I;16", "I;16B", "I;16L", "I"):
+        grey = np.asarray(image).astype(np.uint16)
+        restored = model(np.repeat(grey[..., None], 3, axis=2))[..., 0]
+        return Image.fromarray(restored.astype(np.uint16), "I;16")
+    rgb = np.asarray(image.convert("RGB"))
+    restored = Image.fromarray(model(rgb))
+    if mode in ("L", "LA", "1"):
+        restored = restored.convert("L")
+    if alpha is not None:
+        restored = restored.convert("RGBA" if restored.mode == "RGB" else "LA")
+        restored.putalpha(alpha)
+    return restored
 
 
-_DEFAULT: Deblurrer | None = None
+_DEFAULTS: dict[str | None, Restorer] = {}
 
 
-def _default_model() -> Deblurrer:
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = load_model()
-    return _DEFAULT
+def _default_model(method: str | None) -> Restorer:
+    if method not in _DEFAULTS:
+        _DEFAULTS[method] = load_model(method=method)
+    return _DEFAULTS[method]

@@ -89,10 +89,26 @@ def restore_tiled(restore: RestoreFn, pixels: np.ndarray, tile: int, overlap: in
     ``restore`` maps (1, 3, h, w) float32 in [0, 1] to the same shape on the CPU. ``tile`` and
     ``overlap`` should be multiples of the generator's padding multiple (see module docstring).
     """
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"expected uint8 or uint16 (H, W, 3) pixels, got {pixels.dtype} {pixels.shape}")
+    _check_pixels(pixels)
     height, width = pixels.shape[:2]
     rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
+    return blend_tiles(lambda row, col, tile_pixels: restore(tile_pixels), pixels, rows, cols)
+
+
+def _check_pixels(pixels: np.ndarray) -> None:
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"expected uint8 or uint16 (H, W, 3) pixels, got {pixels.dtype} {pixels.shape}")
+
+
+def blend_tiles(restore: Callable[[int, int, torch.Tensor], torch.Tensor], pixels: np.ndarray,
+                rows: list[tuple[int, int]], cols: list[tuple[int, int]]) -> np.ndarray:
+    """Restore the tiles ``rows x cols`` (spans as from :func:`tile_spans`) and blend them.
+
+    ``restore(i, j, tile)`` gets tile (i, j) as (1, 3, h, w) float32 in [0, 1] and returns the
+    same shape on the CPU, so each tile may be treated differently (its own blur kernel).
+    """
+    _check_pixels(pixels)
+    width = pixels.shape[1]
     col_weights = [torch.from_numpy(span_weights(cols, j)) for j in range(len(cols))]
     output = np.empty_like(pixels)
     carried = np.zeros((0, width, 3), np.float32)  # partial sums above the next row's start
@@ -101,7 +117,7 @@ def restore_tiled(restore: RestoreFn, pixels: np.ndarray, tile: int, overlap: in
         band[:len(carried)] = carried
         row_weights = torch.from_numpy(span_weights(rows, i))[:, None]
         for j, (left, right) in enumerate(cols):
-            restored = restore(to_tensor(pixels[top:bottom, left:right]))[0]  # (3, h, w)
+            restored = restore(i, j, to_tensor(pixels[top:bottom, left:right]))[0]  # (3, h, w)
             weighted = restored * (row_weights * col_weights[j])
             band[:, left:right] += weighted.permute(1, 2, 0).numpy()
         finished = rows[i + 1][0] - top if i + 1 < len(rows) else bottom - top

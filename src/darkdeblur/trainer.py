@@ -23,6 +23,7 @@ from .checkpoint import export_weights, latest_checkpoint, load_generator
 from .config import RunConfig, schedule_steps
 from .data import BatchStream, device_batch, load_training_images
 from .data.stream import Prefetcher, make_kernel_bank
+from .devices import resolve_device
 from .models import count_parameters
 from .random_state import seed_all
 from .resume import RunState, resume_latest, save_run
@@ -33,21 +34,6 @@ from .train_setup import (MIN_FREE_BYTES, TrainingError, build_models, build_opt
 from .train_step import adversarial_active, train_step
 
 WEIGHTS_NAME = "generator.safetensors"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingError(f"--device {name}: CUDA is not available on this machine")
-    try:
-        return torch.device(name)
-    except RuntimeError:  # torch lists every backend it was built with: too long for one line
-        raise TrainingError(f"--device {name}: unknown device; use auto, cpu, cuda, cuda:N or mps") from None
 
 
 def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: str = "auto",

@@ -1,0 +1,48 @@
+"""Ways of restoring a photo, behind one interface (:class:`Restorer`).
+
+- ``gan``: a trained generator (the paper's method; the bundled weights or ``--weights``).
+- ``dcp``: blind deconvolution with the dark channel prior (Pan et al. 2016); no training.
+
+:func:`load_engine` builds one by name; everything else takes the engine it is given.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+from ..devices import resolve_device
+from .base import Restoration, Restorer, check_rgb
+from .dcp import DcpRestorer, DcpSettings
+from .gan import GanRestorer, TileSettingsError, bundled_gan_weights
+
+METHODS = ("gan", "dcp")
+PRIORS = ("l0", "dark")  # kernel estimation: L0 gradients only, or dark channel + L0 gradients
+DEFAULT_METHOD = "gan"
+
+__all__ = ["METHODS", "PRIORS", "DEFAULT_METHOD", "DcpRestorer", "DcpSettings", "GanRestorer", "Restoration",
+           "Restorer", "TileSettingsError", "bundled_gan_weights", "check_rgb", "load_engine"]
+
+
+def load_engine(method: str | None = None, weights: str | os.PathLike | None = None, device: str = "auto",
+                tile: int | None = None, overlap: int | None = None, half: bool = False,
+                kernel_size: int | None = None, prior: str = "l0", progress: bool = False,
+                test_mode: str | None = None) -> Restorer:
+    """Build the engine ``method`` (default: the bundled default) on ``device``.
+
+    ``weights``, ``half``, ``tile``/``overlap`` and ``test_mode`` concern learned engines;
+    ``kernel_size`` (odd, at the working resolution) and ``prior`` (see ``PRIORS``) concern
+    engines that estimate a kernel.
+    """
+    method = method or DEFAULT_METHOD
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if prior not in PRIORS:
+        raise ValueError(f"unknown prior {prior!r}; choose one of {', '.join(PRIORS)}")
+    dev = resolve_device(device)
+    if method == "gan":
+        return GanRestorer.load(weights, dev, tile=tile, overlap=overlap, half=half, test_mode=test_mode)
+    settings = DcpSettings()
+    estimation = replace(settings.estimation, dark_channel=prior == "dark")
+    if kernel_size is not None:
+        estimation = replace(estimation, kernel_size=kernel_size)
+    return DcpRestorer(replace(settings, estimation=estimation), dev, progress=progress)

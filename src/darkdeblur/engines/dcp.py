@@ -1,0 +1,224 @@
+"""The classical engine: estimate the camera-shake kernel from the photo, then invert it.
+
+1. Luminance at a working resolution (large photos are downscaled so the kernel stays within
+   ``kernel_size``), cut into overlapping regions of ``region`` pixels a side. One kernel rarely
+   fits a whole photo: objects move, and camera rotation blurs corners differently. So every
+   region gets its own kernel, estimated on its most textured window of ``crop`` pixels (strong
+   edges are what reveal the blur) by :func:`darkdeblur.blur.kernel_estimation.estimate_kernel`
+   (L0 gradients, or dark channel + L0 gradients); it is rescaled to the photo's resolution.
+2. :func:`darkdeblur.blur.nonblind.deconvolve` of each region with its kernel, per colour channel
+   at full resolution, the prior's weight set from the noise level scikit-image estimates; the
+   regions are blended with the smooth weights of :mod:`darkdeblur.tiling` (this is Hirsch et
+   al.'s efficient filter flow, 2010, with one kernel per patch), which also bounds memory.
+
+Guard rails: a photo that is tiny, flat or mostly saturated returns unchanged with a one-line
+warning. A region whose kernel is degenerate, or whose deconvolution explains its blurred window
+no better than the blurred window itself, keeps its blurred pixels; if no region has a reliable
+kernel, the photo returns unchanged with the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.restoration import estimate_sigma
+from tqdm import tqdm
+
+from ..blur import blur
+from ..blur.kernel_estimation import EstimationSettings, downscale, estimate_kernel, resize_kernel
+from ..blur.nonblind import deconvolve, noise_adaptive_weight
+from ..pixels import quantize, to_tensor
+from ..tiling import blend_tiles, tile_spans
+from .base import Restoration, Restorer
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class DcpSettings:
+    """Settings of the classical engine (``kernel_size`` is at the working resolution)."""
+
+    estimation: EstimationSettings = field(default_factory=EstimationSettings)
+    working_side: int = 1280   # longer side at which the kernel is estimated
+    region: int = 512          # side of the regions that get a kernel each (working resolution)
+    region_overlap: int = 128  # overlap of neighbouring regions, blended smoothly
+    crop: int = 256            # side of the window in each region the kernel is estimated on
+    exponent: float = 0.8      # hyper-Laplacian exponent of the deconvolution prior
+    min_side: int = 48
+    flat_std: float = 0.01     # luminance standard deviation below which a photo is flat
+    max_saturated: float = 0.5  # share of clipped pixels above which a photo is left alone
+
+    @property
+    def kernel_size(self) -> int:
+        return self.estimation.kernel_size
+
+
+class DcpRestorer(Restorer):
+    """Blind deconvolution with the dark channel prior (Pan et al. 2016); no training."""
+
+    method = "dcp"
+
+    def __init__(self, settings: DcpSettings = DcpSettings(), device: torch.device | str = "cpu",
+                 progress: bool = False):
+        self.settings, self.device, self.progress = settings, torch.device(device), progress
+
+    def describe(self) -> dict:
+        variant = "dark channel + L0 gradients" if self.settings.estimation.dark_channel else "L0 gradients"
+        return {"method": self.method, "prior": variant, "kernel_size": self.settings.kernel_size}
+
+    # ------------------------------------------------------------------------------- stages
+
+    def luminance(self, image: torch.Tensor) -> torch.Tensor:
+        """(1, 3, H, W) -> (H, W)."""
+        weights = torch.tensor(LUMA, device=image.device).view(1, 3, 1, 1)
+        return (image * weights).sum(1)[0]
+
+    def textured_window(self, grey: torch.Tensor) -> tuple[slice, slice]:
+        """The ``crop``-sided window with the most gradient energy (clipped areas excluded)."""
+        side = min(self.settings.crop, *grey.shape)
+        gx = (grey[:, 1:] - grey[:, :-1]).abs()[:-1]
+        gy = (grey[1:] - grey[:-1]).abs()[:, :-1]
+        usable = ((grey > 0.02) & (grey < 0.98))[:-1, :-1]
+        energy = ((gx + gy) * usable)[None, None]
+        stride = max(side // 8, 1)
+        scores = F.avg_pool2d(energy, side - 1, stride=stride)[0, 0]
+        row, col = divmod(int(scores.argmax()), scores.shape[1])
+        top, left = row * stride, col * stride
+        return slice(top, top + side), slice(left, left + side)
+
+    def unsuitable(self, grey: torch.Tensor) -> str | None:
+        """Why a photo should be returned unchanged, or None."""
+        s = self.settings
+        if min(grey.shape) < s.min_side:
+            return f"too small to estimate a blur ({grey.shape[1]}x{grey.shape[0]} px); returned unchanged"
+        if float(grey.std()) < s.flat_std:
+            return "flat image (no edges to estimate a blur from); returned unchanged"
+        clipped = float(((grey <= 0.01) | (grey >= 0.99)).float().mean())
+        if clipped > s.max_saturated:
+            return f"{clipped:.0%} of the pixels are clipped; returned unchanged"
+        return None
+
+    @staticmethod
+    def degenerate(kernel: torch.Tensor) -> str | None:
+        if not bool(torch.isfinite(kernel).all()) or float(kernel.sum()) <= 0:
+            return "kernel estimation failed (no finite kernel); returned unchanged"
+        spread = 1.0 / float((kernel * kernel).sum())  # pixels the kernel's mass covers
+        if spread > 0.25 * kernel.numel():
+            return "kernel estimation failed (the kernel spread over its whole window); returned unchanged"
+        return None
+
+    def explains_blur(self, window: torch.Tensor, kernel: torch.Tensor, weight: float) -> bool:
+        """Does the deconvolved window, blurred again, fit the blurred window better than the
+        blurred window itself does? A kernel that fails this only adds ringing."""
+        blurred = window[None, None]
+        latent = deconvolve(blurred, kernel, weight, self.settings.exponent).clamp(0, 1)
+        inner = (slice(None), slice(None), slice(kernel.shape[0], -kernel.shape[0] or None),
+                 slice(kernel.shape[1], -kernel.shape[1] or None))
+        fit = (blur(latent, kernel) - blurred)[inner].square().mean()
+        baseline = (blur(blurred, kernel) - blurred)[inner].square().mean()
+        return bool(fit < baseline)
+
+    # -------------------------------------------------------------------------------- restore
+
+    def estimate_window(self, window: torch.Tensor, weight: float, bar=None) -> tuple[torch.Tensor | None, str | None]:
+        """Kernel of one grey window at the working resolution, or None with the reason."""
+        step = None
+        if bar is not None:
+            start, share = bar.n, bar.share
+            step = lambda fraction: bar.update(start + round(share * fraction) - bar.n)  # noqa: E731
+        kernel = estimate_kernel(window, self.settings.estimation, progress=step)
+        reason = self.degenerate(kernel)
+        if reason is None and not self.explains_blur(window, kernel, weight):
+            reason = "the estimated kernel does not explain the blur; returned unchanged"
+        return (None, reason) if reason else (kernel, None)
+
+    def tile_grid(self, height: int, width: int, scale: float) -> tuple[list, list]:
+        """Full-resolution spans of the regions that get a kernel each (see module docstring)."""
+        side = round(self.settings.region / scale)
+        overlap = round(self.settings.region_overlap / scale)
+        return tile_spans(height, side, overlap), tile_spans(width, side, overlap)
+
+    def restore_checked(self, rgb: np.ndarray) -> Restoration:
+        # Shown only for photos that take more than a second.
+        bar = tqdm(total=100, desc="dcp", unit="%", leave=False, delay=1.0, disable=not self.progress)
+        try:
+            return self._restore(rgb, bar)
+        finally:
+            bar.close()
+
+    def _restore(self, rgb: np.ndarray, bar) -> Restoration:
+        s = self.settings
+        image = to_tensor(rgb).to(self.device)
+        grey = self.luminance(image)
+        reason = self.unsuitable(grey)
+        if reason:
+            return Restoration(rgb.copy(), None, [reason])
+        weight = noise_adaptive_weight(noise_sigma(rgb))
+        height, width = grey.shape
+        scale = min(1.0, s.working_side / max(height, width))
+        working = downscale(grey, scale)
+        rows, cols = self.tile_grid(height, width, scale)
+        kernels: dict[tuple[int, int], torch.Tensor] = {}
+        reasons = []
+        bar.share = 80 // (len(rows) * len(cols))
+        for i, (top, bottom) in enumerate(rows):
+            for j, (left, right) in enumerate(cols):
+                region = working[round(top * scale):round(bottom * scale), round(left * scale):round(right * scale)]
+                if self.unsuitable(region):
+                    bar.update(bar.share)
+                    continue
+                wr, wc = self.textured_window(region)
+                kernel, reason = self.estimate_window(region[wr, wc], weight, bar)
+                if kernel is None:
+                    reasons.append(reason)
+                    continue
+                kernels[i, j] = kernel if scale == 1.0 else upscale_kernel(kernel, scale)
+        if not kernels:
+            return Restoration(rgb.copy(), None, [reasons[0] if reasons else
+                                                  "no region with edges to estimate a blur from; returned unchanged"])
+        restored = self.deconvolve_regions(rgb, rows, cols, kernels, weight)
+        bar.update(100 - bar.n)
+        warnings = []
+        if len(kernels) < len(rows) * len(cols):
+            warnings.append(f"{len(rows) * len(cols) - len(kernels)} of {len(rows) * len(cols)} regions "
+                            "had no reliable blur estimate and were left unchanged")
+        return Restoration(restored, kernel_grid(kernels, len(rows), len(cols)), warnings)
+
+    def deconvolve_regions(self, rgb: np.ndarray, rows, cols, kernels, weight: float) -> np.ndarray:
+        """Each region deconvolved with its own kernel (or left as it is), blended smoothly."""
+
+        def solve(i: int, j: int, tile: torch.Tensor) -> torch.Tensor:
+            kernel = kernels.get((i, j))
+            if kernel is None:
+                return tile
+            return deconvolve(tile.to(self.device), kernel, weight, self.settings.exponent).clamp(0, 1).cpu()
+
+        return blend_tiles(solve, rgb, rows, cols)
+
+
+def upscale_kernel(kernel: torch.Tensor, scale: float) -> torch.Tensor:
+    """A kernel estimated on a copy downscaled by ``scale``, at the full resolution."""
+    size = round(kernel.shape[0] / scale)
+    return resize_kernel(kernel, size + 1 - size % 2)
+
+
+def kernel_grid(kernels: dict, rows: int, cols: int) -> np.ndarray:
+    """(rows, cols, k, k) float32: each region's kernel, zeros where it had none."""
+    size = max(k.shape[0] for k in kernels.values())
+    grid = np.zeros((rows, cols, size, size), np.float32)
+    for (i, j), kernel in kernels.items():
+        pad = (size - kernel.shape[0]) // 2
+        grid[i, j, pad:pad + kernel.shape[0], pad:pad + kernel.shape[0]] = kernel.cpu().numpy()
+    return grid
+
+
+def noise_sigma(rgb: np.ndarray, side: int = 1024) -> float:
+    """Noise standard deviation on [0, 1] (scikit-image's wavelet estimate, averaged over
+    channels) of a central window of at most ``side`` pixels: noise is stationary, and the
+    estimate on 24 megapixels would cost seconds."""
+    height, width = rgb.shape[:2]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    window = rgb[top:top + side, left:left + side].astype(np.float32) / float(np.iinfo(rgb.dtype).max)
+    return float(estimate_sigma(window, channel_axis=-1, average_sigmas=True))
