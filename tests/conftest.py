@@ -36,6 +36,19 @@ def sharp_folder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A random-weight ``tiny`` generator's weights file (seeded): a gan engine that runs in milliseconds."""
+    from darkdeblur.checkpoint import export_weights
+    from darkdeblur.config import tiny
+    from darkdeblur.models import build_generator
+    cfg = tiny()
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    export_weights(build_generator(cfg.model), cfg, path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def paired_folder(tmp_path_factory) -> Path:
     """blur/ + sharp/ pairs: a box blur of each photo (a stand-in for real motion blur)."""
     from darkdeblur.blur import blur

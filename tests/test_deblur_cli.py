@@ -8,21 +8,14 @@ from PIL import Image
 from conftest import MAKE, ORIENTATION, corrupted, encoded, exif_bytes, png16_bytes, random_pixels
 
 import darkdeblur.image_io
-from darkdeblur.checkpoint import export_weights
 from darkdeblur.cli import main
-from darkdeblur.config import tiny
 from darkdeblur.image_io import load_image
-from darkdeblur.models import build_generator
 from darkdeblur.devices import resolve_device
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    cfg = tiny()
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    export_weights(build_generator(cfg.model), cfg, path)
-    return path
+def weights(tiny_weights) -> Path:
+    return tiny_weights
 
 
 @pytest.fixture(autouse=True)

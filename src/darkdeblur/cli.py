@@ -14,7 +14,7 @@ from .blur.trajectory import (DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, STREAK_KE
                               STREAK_MAX_LENGTH, STREAK_MIN_LENGTH)
 from .metrics import PROTOCOLS
 
-COMMANDS = ("deblur", "export", "train", "eval", "make-data")
+COMMANDS = ("deblur", "export", "train", "eval", "make-data", "serve")
 _STREAK = (f"streak ({STREAK_KERNEL_SIZE} px kernels, {STREAK_MIN_LENGTH:g}-{STREAK_MAX_LENGTH:g} px "
            f"paths, full exposure)")
 _DEBLURGAN = (f"deblurgan (DeblurGAN's {DEBLURGAN_LENGTH:g} px paths, exposure 1/100..1, "
@@ -123,6 +123,27 @@ def _parser() -> argparse.ArgumentParser:
                         "used the noisy middle frame as sharp, which needs the frames")
     p.add_argument("--kernel-recipe", default="streak", choices=["streak", "deblurgan"],
                    help=f"with --sharp: {_STREAK}, the default, or {_DEBLURGAN}")
+
+    p = sub.add_parser("serve", help="a local web page to deblur photos and compare them", description=(
+        "A web page to deblur photos: choose or drop them, pick the method, compare the result with "
+        "a before/after slider and a zoom, see the estimated blur kernel (dcp), download the result "
+        "written as `deblur` writes it. Photos are restored one at a time on the device; a full "
+        "queue, an upload over --max-upload-mb and a photo over --max-megapixels are refused with "
+        "a message. Uploads and results stay in memory and a private temporary folder that is "
+        "removed on exit. Needs the serve extra: pip install 'darkdeblur[serve]'."))
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this computer only; any other "
+                        "lets anyone on the network use it)")
+    p.add_argument("--port", type=_int_in(0, 65535), default=8000, help="port (default 8000; 0: any free one)")
+    _add_engine_arguments(p)
+    p.add_argument("--max-megapixels", type=float, default=150.0,
+                   help="refuse larger photos, e.g. decompression bombs (default 150)")
+    p.add_argument("--max-upload-mb", type=float, default=100.0, help="refuse larger files (default 100)")
+    p.add_argument("--queue", type=_int_in(0, 1000), default=4,
+                   help="photos that may wait while one is restored; more are refused (default 4)")
+    for command in sub.choices.values():  # `darkdeblur deblur x.jpg --debug` as well as before it
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks for errors")
     return parser
 
 
@@ -284,8 +305,40 @@ def _cmd_make_data(args) -> int:
     return 0
 
 
+def _cmd_serve(args) -> int:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print("darkdeblur serve: needs Starlette and uvicorn: pip install 'darkdeblur[serve]'", file=sys.stderr)
+        return 2
+    from .devices import resolve_device
+    from .engines import DEFAULT_METHOD, METHODS, load_engine
+    from .serve import create_app
+    from .serve.server import ServeError, run
+    if args.max_megapixels <= 0 or args.max_upload_mb <= 0:
+        print("darkdeblur serve: --max-megapixels and --max-upload-mb must be positive", file=sys.stderr)
+        return 2
+    device, method = resolve_device(args.device), args.method or DEFAULT_METHOD
+
+    def engine(name: str):
+        return load_engine(name, weights=args.weights, device=str(device), kernel_size=args.kernel_size,
+                           prior=args.prior)
+    try:
+        first = engine(method)  # bad weights are found now, not on the first photo
+        app = create_app(lambda name: first if name == method else engine(name), METHODS, method,
+                         device=str(device), max_upload_bytes=int(args.max_upload_mb * 1e6),
+                         max_pixels=int(args.max_megapixels * 1e6), waiting=args.queue)
+        run(app, args.host, args.port, f"{method} on {device}")
+    except (ServeError, FileNotFoundError, ValueError) as err:
+        first_line = (str(err).strip().splitlines() or [""])[0]
+        print(f"darkdeblur serve: {first_line}", file=sys.stderr)
+        return 2
+    return 0
+
+
 HANDLERS = {"deblur": _cmd_deblur, "export": _cmd_export, "train": _cmd_train, "eval": _cmd_eval,
-            "make-data": _cmd_make_data}
+            "make-data": _cmd_make_data, "serve": _cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
