@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_train_eval_make_data_from_the_command_line(tmp_path, sharp_folder, caps
 
 def test_unknown_preset_is_a_clean_error(tmp_path, sharp_folder, capsys):
     code = main(["train", "--preset", "huge", "--data", str(sharp_folder), "--out", str(tmp_path / "r")])
-    assert code == 1
+    assert code == 2  # a usage error, as the README says (it used to exit 1)
     assert "unknown preset 'huge'" in capsys.readouterr().err
 
 
@@ -116,3 +117,114 @@ def test_options_a_newcomer_needs_say_what_they_do(command, option, words, capsy
     assert main([command, "--help"]) == 0
     help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines at any width
     assert option in help_text and words in help_text
+
+
+# ---------------------------------------------------------------- usage errors: one line, exit 2, no work
+
+def one_error_line(capsys) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("content", [[], ["notes.txt"]], ids=["empty", "text-only"])
+def test_folder_without_images_is_a_usage_error(tmp_path, weights, capsys, content):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in content:
+        (folder / name).write_text("shot list\n")
+    code = main(["deblur", str(folder), "-o", str(tmp_path / "out"), "--weights", str(weights)])
+    assert code == 2  # used to exit 0 with "0 done, 0 failed, 0 skipped"
+    line = one_error_line(capsys)
+    assert str(folder) in line and "no image files" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_mistyped_command_deblurs_nothing(tmp_path, weights, sharp_folder, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["deblurr", str(sharp_folder / "rocket.png"), "--weights", str(weights)]) == 2
+    line = one_error_line(capsys)
+    assert "unknown command or file 'deblurr'" in line and "did you mean 'deblur'" in line
+    assert not (tmp_path / "deblurred").exists()
+    assert main(["photo.jpg"]) == 2  # neither a command nor a file
+    assert "unknown command or file 'photo.jpg'" in one_error_line(capsys)
+    Image.open(sharp_folder / "rocket.png").save(tmp_path / "photo.png")
+    assert main(["photo.png", "--weights", str(weights)]) == 0  # an existing file still means deblur
+    assert (tmp_path / "deblurred" / "photo.png").is_file()
+
+
+@pytest.mark.parametrize("out", ["result", "result/inside.png"], ids=["file", "under-a-file"])
+def test_output_onto_an_existing_file_is_refused_before_loading(tmp_path, weights, sharp_folder, capsys,
+                                                               monkeypatch, out):
+    import darkdeblur.inference
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine was built before the output was checked")
+    monkeypatch.setattr(darkdeblur.inference, "load_model", no_engine)
+    (tmp_path / "result").write_bytes(b"an existing file without an extension")
+    code = main(["deblur", str(sharp_folder), "-o", str(tmp_path / out), "--weights", str(weights)])
+    assert code == 2  # used to fail once per image with "(File exists)", after loading the model
+    assert "file, not a folder" in one_error_line(capsys)
+    assert (tmp_path / "result").read_bytes() == b"an existing file without an extension"
+
+
+def _weights_of_kind(tmp_path, kind):
+    if kind == "missing":
+        return tmp_path / "none.safetensors"
+    if kind == "folder":
+        return tmp_path
+    bad = tmp_path / "garbage.safetensors"
+    bad.write_bytes(b"garbage")
+    return bad
+
+
+@pytest.mark.parametrize("kind", ["missing", "folder", "garbage"])
+@pytest.mark.parametrize("command", ["deblur", "eval", "export"])
+def test_bad_weights_are_a_usage_error_everywhere(tmp_path, sharp_folder, capsys, command, kind):
+    bad = _weights_of_kind(tmp_path, kind)
+    argv = {"deblur": ["deblur", str(sharp_folder), "-o", str(tmp_path / "out")],
+            "eval": ["eval", "--pairs", str(sharp_folder)],
+            "export": ["export", "--onnx", str(tmp_path / "m.onnx")]}[command]
+    assert main([*argv, "--weights", str(bad)]) == 2
+    assert str(bad) in one_error_line(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_weights_are_a_usage_error(tmp_path, weights, sharp_folder, capsys):
+    locked = tmp_path / "locked.safetensors"
+    locked.write_bytes(weights.read_bytes())
+    locked.chmod(0)
+    assert main(["deblur", str(sharp_folder), "-o", str(tmp_path / "out"), "--weights", str(locked)]) == 2
+    assert str(locked) in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("device", ["cuda", "mps"])
+@pytest.mark.parametrize("command", ["deblur", "eval", "train"])
+def test_a_device_this_machine_lacks_is_a_usage_error(tmp_path, sharp_folder, weights, capsys, monkeypatch,
+                                                     command, device):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    argv = {"deblur": ["deblur", str(sharp_folder), "-o", str(tmp_path / "out"), "--weights", str(weights)],
+            "eval": ["eval", "--pairs", str(sharp_folder), "--weights", str(weights)],
+            "train": ["train", "--preset", "tiny", "--data", str(sharp_folder), "--out", str(tmp_path / "run")]}
+    assert main([*argv[command], "--device", device]) == 2
+    assert f"--device {device}: " in one_error_line(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_mistyped_flag_is_named(capsys):
+    assert main(["--wrong-flag"]) == 2
+    err = capsys.readouterr().err
+    assert "--wrong-flag" in err and "required" not in err  # used to say only "required: inputs"
+
+
+def test_debug_is_accepted_after_the_command(tmp_path, weights, capsys):
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    assert main(["deblur", str(tmp_path / "bad.png"), "-o", str(tmp_path / "out"), "--weights", str(weights),
+                 "--debug"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+    assert main(["deblur", str(tmp_path / "bad.png"), "-o", str(tmp_path / "out"), "--weights", str(weights)]) == 1
+    assert "Traceback" not in capsys.readouterr().err

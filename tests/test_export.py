@@ -1,4 +1,5 @@
 """ONNX export: ONNX Runtime gives PyTorch's output for any image size."""
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -7,7 +8,7 @@ import torch
 
 from darkdeblur.checkpoint import export_weights
 from darkdeblur.cli import main
-from darkdeblur.config import default, tiny
+from darkdeblur.config import RunConfig, default, tiny
 from darkdeblur.export import export_onnx
 from darkdeblur.models import build_generator
 
@@ -55,7 +56,28 @@ def test_export_command_writes_a_working_model(tmp_path, capsys):
 
 def test_export_without_weights_is_one_line(tmp_path, capsys):
     missing = tmp_path / "none.safetensors"
-    assert main(["export", "--onnx", str(tmp_path / "m.onnx"), "--weights", str(missing)]) == 1
+    # a usage error, as the README says (it used to exit 1)
+    assert main(["export", "--onnx", str(tmp_path / "m.onnx"), "--weights", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not found" in err[0]
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_onnx_file_carries_its_config_and_input_convention(tmp_path, tiny_weights):
+    onnx = pytest.importorskip("onnx")
+    path = tmp_path / "model.onnx"
+    assert main(["export", "--onnx", str(path), "--weights", str(tiny_weights)]) == 0
+    meta = {prop.key: prop.value for prop in onnx.load(str(path)).metadata_props}
+    from darkdeblur.checkpoint import load_generator
+    _, cfg = load_generator(tiny_weights)
+    assert RunConfig.from_dict(json.loads(meta["config"])) == cfg and meta["preset"] == cfg.preset
+    assert (meta["layout"], meta["channels"], meta["value_range"]) == ("NCHW", "RGB", "[0, 1]")
+    assert meta["dynamic_axes"] == "batch, height, width" and "float32" in meta["input"]
+    assert "shape" in meta["output"] and int(meta["min_height_width"]) >= 1
+
+
+def test_export_of_the_classical_engine_is_a_usage_error(tmp_path, capsys):
+    assert main(["export", "--onnx", str(tmp_path / "m.onnx"), "--method", "dcp"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no network to export" in err[0]
     assert not (tmp_path / "m.onnx").exists()

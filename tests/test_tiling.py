@@ -134,3 +134,25 @@ def test_deblurrer_rejects_impossible_settings(tiny_generator):
         Deblurrer(tiny_generator, tiny(), torch.device("cpu"), half=True)
     with pytest.raises(ValueError, match="uint8 or uint16"):
         Deblurrer(tiny_generator, tiny(), torch.device("cpu"))(np.zeros((8, 8, 3), np.float32))
+
+
+def test_the_engine_checks_tile_overlap_and_half_once_as_usage_errors(tiny_weights):
+    from darkdeblur.engines import TileSettingsError, load_engine
+    # The rule the CLI applies (tile at least twice the overlap, as asked and once rounded to the
+    # model's multiple) is the engine's own, so the Python API refuses what the CLI refuses.
+    with pytest.raises(TileSettingsError, match=r"--tile 100 must be at least twice the overlap \(64\)"):
+        load_engine("gan", device="cpu", tile=100)
+    with pytest.raises(TileSettingsError, match="--half needs a GPU"):
+        load_engine("gan", tiny_weights, device="cpu", half=True)
+
+
+def test_a_720p_photo_runs_whole_with_the_device_tile_but_an_explicit_tile_is_kept(tiny_weights, monkeypatch):
+    import darkdeblur.engines.gan as gan
+    from darkdeblur.engines import load_engine
+    tiled = []
+    monkeypatch.setattr(gan, "restore_tiled", lambda *args: tiled.append(args[2]) or args[1])
+    photo = np.zeros((720, 1280, 3), np.uint8)
+    load_engine("gan", tiny_weights, device="cpu").restore_array(photo)  # CPU tile 768: 720p still whole
+    assert tiled == []  # tiling a 720p photo cost a quarter more time (overlaps and blending)
+    load_engine("gan", tiny_weights, device="cpu", tile=512).restore_array(photo)
+    assert tiled == [512]

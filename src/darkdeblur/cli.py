@@ -6,6 +6,8 @@ and return non-zero; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
 import sys
 from dataclasses import replace
 
@@ -30,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("deblur", help="deblur image files and folders")
-    p.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    # "*", and at least one checked in _cmd_deblur: a required positional would make argparse report
+    # it missing before naming a mistyped flag (`darkdeblur --wrong-flag`).
+    p.add_argument("inputs", nargs="*", help="image files or folders (searched recursively)")
     p.add_argument("-o", "--out", default="deblurred",
                    help="output folder (default: ./deblurred), or the output file for one input")
     p.add_argument("--format", choices=["jpg", "png", "tif", "webp", "bmp"],
@@ -53,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export the generator to ONNX")
     p.add_argument("--onnx", required=True, help="ONNX file to write (dynamic batch, height, width)")
     p.add_argument("--weights", help="weights file (default: the bundled model)")
+    p.add_argument("--method", default="gan", help="gan (default; dcp has no network to export)")
     p.add_argument("--opset", type=_int_in(11, 30), default=17, help="ONNX opset (default 17)")
 
     p = sub.add_parser("train", help="train a model")
@@ -190,32 +195,39 @@ def _engine_options(args) -> dict:
     return {"method": args.method, "kernel_size": args.kernel_size, "prior": args.prior}
 
 
+def _first_line(err: BaseException) -> str:
+    """Library messages can span lines (torch's often do); the user gets one."""
+    return (str(err).strip().splitlines() or [""])[0]
+
+
+def _engine(args, device: str | None = None, **settings):
+    """The engine the flags ask for. Whatever is wrong with them (device, weights file, tiles,
+    --half) is found here, before any photo is read, and raised as a UsageError (exit 2)."""
+    from .deblur_files import UsageError
+    from .inference import load_model
+    if settings.get("half") and settings.get("method") == "dcp":
+        raise UsageError("--half runs the gan engine in float16; dcp has no network")
+    try:
+        return load_model(args.weights, device or args.device, **settings)
+    except (OSError, ValueError, RuntimeError) as err:  # RuntimeError: tensors unlike their config
+        raise UsageError(_first_line(err)) from err
+
+
 def _cmd_deblur(args) -> int:
     import torch
 
     from .deblur_files import UsageError, deblur_files, plan_jobs
-    from .devices import DeviceError, resolve_device
-    from .engines import TileSettingsError
-    from .inference import load_model
-    from .tiling import MIN_OVERLAP
-    try:  # settings that cannot work are usage errors, found before the model loads
-        jobs = plan_jobs(args.inputs, args.out, args.format)
-        overlap = MIN_OVERLAP if args.overlap is None else args.overlap
-        if args.tile and args.tile < 2 * overlap:
-            raise UsageError(f"--tile {args.tile} must be at least twice the overlap ({overlap})")
-        if args.max_megapixels <= 0:
-            raise UsageError("--max-megapixels must be positive")
-        if args.half and resolve_device(args.device).type == "cpu":
-            raise UsageError("--half needs a GPU (cuda or mps); the CPU runs in float32")
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        model = load_model(args.weights, args.device, tile=args.tile, overlap=args.overlap,
-                           half=args.half, progress=True, **_engine_options(args))
-    except (UsageError, DeviceError, TileSettingsError, FileNotFoundError, ValueError) as err:
-        # Everything found before the first photo is touched (bad flags, devices, weights).
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(f"darkdeblur deblur: {first}", file=sys.stderr)
-        return 2
+    # Everything a user can get wrong is a UsageError (exit 2) found before the first photo is read:
+    # the plan (inputs and -o), then the engine (device, weights, tiles, --half; checked where it is built).
+    if not args.inputs:
+        raise UsageError("the following arguments are required: inputs (image files or folders)")
+    if args.max_megapixels <= 0:
+        raise UsageError("--max-megapixels must be positive")
+    jobs = plan_jobs(args.inputs, args.out, args.format)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = _engine(args, tile=args.tile, overlap=args.overlap, half=args.half, progress=True,
+                    **_engine_options(args))
     summary = deblur_files(model, jobs, fmt=args.format, quality=args.quality,
                            force=args.force, overwrite=args.overwrite, save_kernel=args.save_kernel,
                            max_pixels=int(args.max_megapixels * 1e6), debug=args.debug)
@@ -224,10 +236,16 @@ def _cmd_deblur(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    from .deblur_files import UsageError
+    from .engines import METHODS
     from .export import export_onnx
-    from .inference import load_model
-    model = load_model(args.weights, "cpu", tile=0)
-    export_onnx(model.generator, args.onnx, opset=args.opset)
+    if args.method not in METHODS:
+        raise UsageError(f"--method {args.method}: unknown; export takes gan")
+    if args.method != "gan":
+        raise UsageError(f"--method {args.method}: the classical engine has no network to export; "
+                         "ONNX export takes gan weights")
+    model = _engine(args, device="cpu", tile=0)
+    export_onnx(model.generator, args.onnx, opset=args.opset, cfg=model.cfg)
     print(f"darkdeblur export: wrote {args.onnx}")
     return 0
 
@@ -235,8 +253,12 @@ def _cmd_export(args) -> int:
 def _cmd_train(args) -> int:
     from .blur.trajectory import DEBLURGAN_KERNEL_SIZE
     from .config import preset, with_steps
+    from .deblur_files import UsageError
     from .trainer import train
-    cfg = preset(args.preset)
+    try:
+        cfg = preset(args.preset)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
     if args.steps is not None:
         if cfg.train.epochs > 0:
             print(f"darkdeblur train: --steps {args.steps} replaces preset {cfg.preset}'s schedule "
@@ -269,8 +291,7 @@ def _cmd_train(args) -> int:
 def _cmd_eval(args) -> int:
     from .data import find_pairs
     from .evaluate import evaluate_pairs, format_summary, write_csv, write_json
-    from .inference import load_model
-    model = load_model(args.weights, args.device, test_mode=args.bn_mode, **_engine_options(args))
+    model = _engine(args, test_mode=args.bn_mode, **_engine_options(args))
     pairs = find_pairs(args.pairs, args.layout)
     summary = evaluate_pairs(model, pairs, args.protocol)
     summary["engine"] = model.describe()
@@ -343,13 +364,20 @@ HANDLERS = {"deblur": _cmd_deblur, "export": _cmd_export, "train": _cmd_train, "
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `darkdeblur photo.jpg` means `darkdeblur deblur photo.jpg`.
-    # With no subcommand anywhere, insert one after the top-level flags, so that
-    # `darkdeblur -o out photo.jpg` works too.
-    if argv and not any(a in COMMANDS for a in argv) and not {"-h", "--help", "--version"} & set(argv):
-        lead = 0
-        while lead < len(argv) and argv[lead] == "--debug":
-            lead += 1
+    # `darkdeblur photo.jpg` means `darkdeblur deblur photo.jpg`, and `darkdeblur -o out photo.jpg`
+    # `darkdeblur deblur -o out photo.jpg`: a first word (after --debug) that is no command is
+    # taken for deblur's when it is a flag or an existing file or folder. Any other word is
+    # refused, so that a mistyped command (`deblurr photo.jpg`) deblurs nothing.
+    lead = 0
+    while lead < len(argv) and argv[lead] == "--debug":
+        lead += 1
+    if lead < len(argv) and argv[lead] not in COMMANDS and argv[lead] not in ("-h", "--help", "--version"):
+        word = argv[lead]
+        if not word.startswith("-") and not os.path.exists(word):
+            near = difflib.get_close_matches(word, COMMANDS, n=1)
+            hint = f"did you mean {near[0]!r}?" if near else f"commands: {', '.join(COMMANDS)}"
+            print(f"darkdeblur: unknown command or file {word!r}; {hint}", file=sys.stderr)
+            return 2
         argv.insert(lead, "deblur")
     parser = _parser()
     try:
@@ -364,17 +392,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - user-facing boundary
         if args.debug:
             raise
+        from .deblur_files import UsageError
         from .devices import DeviceError
         from .image_io import ImageReadError
-        from .trainer import TrainingError
-        known = (FileNotFoundError, ImageReadError, TrainingError, ValueError, PermissionError)
-        if isinstance(err, DeviceError):  # a device this machine lacks is a usage error
-            print(f"darkdeblur {args.command}: {err}", file=sys.stderr)
+        from .train_setup import TrainingError
+        if isinstance(err, (UsageError, DeviceError)):  # found before any work: exit 2, as the README says
+            print(f"darkdeblur {args.command}: {_first_line(err)}", file=sys.stderr)
             return 2
+        known = (FileNotFoundError, ImageReadError, TrainingError, ValueError, PermissionError)
         kind = "" if isinstance(err, known) else f"{type(err).__name__}: "
-        # Library messages can span lines (torch's often do); the user gets one.
-        first = (str(err).strip().splitlines() or [""])[0]
-        print(f"darkdeblur {args.command}: {kind}{first}", file=sys.stderr)
+        print(f"darkdeblur {args.command}: {kind}{_first_line(err)}", file=sys.stderr)
         return 1
 
 

@@ -82,9 +82,12 @@ def plan_jobs(inputs: list[str], out: str | os.PathLike, fmt: str | None = None)
     """Pair every input file with its output path; UsageError for an impossible command line.
 
     ``out`` is a folder, or with a single input file an output file whose extension picks the
-    format. Folder inputs contribute their image files (others are planned as skipped).
+    format. Folder inputs contribute their image files (others are planned as skipped); a plan
+    with no image file at all is a UsageError naming the folders, as is an ``out`` that can be
+    neither (an existing file without an image extension, or a path under a file).
     """
     out = Path(out)
+    _check_out(out)
     if _names_a_file(out):
         if len(inputs) != 1 or Path(inputs[0]).is_dir():
             raise UsageError(f"-o {out} names one file, but the input is several files or a folder; "
@@ -113,7 +116,22 @@ def plan_jobs(inputs: list[str], out: str | os.PathLike, fmt: str | None = None)
                 jobs.append(Job(path, None))
             else:
                 jobs.append(Job(path, out / relative.with_suffix(_target_suffix(path, fmt))))
+    if not any(job.target for job in jobs):  # only folders were given, and they hold no images
+        others = f" ({len(jobs)} other file{'s' if len(jobs) > 1 else ''})" if jobs else ""
+        raise UsageError(f"no image files in {', '.join(inputs)}{others}; nothing to deblur")
     return jobs
+
+
+def _check_out(out: Path) -> None:
+    """Refuse an ``out`` that is neither a folder nor an image file name, before any work."""
+    if out.exists() and not out.is_dir() and not _names_a_file(out):
+        raise UsageError(f"-o {out} is an existing file, not a folder; give a folder, or an output "
+                         "file name ending in an image extension such as .png")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"-o {out}: {parent} is a file, not a folder")
+            return
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -23,7 +23,17 @@ def bundled_gan_weights() -> Path:
 
 
 class TileSettingsError(ValueError):
-    """Tile and overlap sizes that cannot work together for this model (a usage error)."""
+    """Tile, overlap or ``half`` settings that cannot work for this model on this device.
+
+    A usage error: the engine checks them once, when it is built, before any photo is read.
+    """
+
+
+# With the device's tile (no --tile), photos of up to this many pixels run whole even where the
+# tile is smaller: a 1280x720 photo needs ~0.6 GB of activations with the bundled model, and tiling
+# it at 768 took a quarter more time (overlaps, blending; benchmarks/cli_latency.py). Larger photos
+# are tiled, so the peak memory of a 24-megapixel photo stays that of 768 x 768 tiles.
+WHOLE_PIXELS = 1280 * 720
 
 
 def auto_tile(device: torch.device) -> int:
@@ -34,12 +44,38 @@ def auto_tile(device: torch.device) -> int:
     return 768
 
 
+def check_tile_settings(tile: int | None, overlap: int | None, half: bool, device: torch.device,
+                        multiple: int) -> tuple[int, int]:
+    """The (tile, overlap) the engine runs with, rounded up to ``multiple``; TileSettingsError if
+    they cannot work. ``tile=None`` is the device's tile, ``0`` never tiles.
+
+    >>> check_tile_settings(None, None, False, torch.device("cpu"), 32)
+    (768, 64)
+    >>> check_tile_settings(1000, 100, False, torch.device("cpu"), 32)
+    (1024, 128)
+    """
+    if half and device.type == "cpu":
+        raise TileSettingsError("--half needs a GPU (cuda or mps); the CPU runs in float32")
+    asked_overlap = MIN_OVERLAP if overlap is None else overlap
+    asked_tile = auto_tile(device) if tile is None else tile
+    if asked_overlap < 0 or asked_tile < 0:
+        raise TileSettingsError(f"tile {asked_tile} and overlap {asked_overlap} must not be negative")
+    rounded_tile, rounded_overlap = round_up(asked_tile, multiple), round_up(asked_overlap, multiple)
+    if asked_tile and asked_tile < 2 * asked_overlap:
+        raise TileSettingsError(f"--tile {asked_tile} must be at least twice the overlap ({asked_overlap})")
+    if rounded_tile and rounded_tile < 2 * rounded_overlap:
+        raise TileSettingsError(f"tile {rounded_tile} must be at least twice the overlap {rounded_overlap} "
+                                f"(--tile {asked_tile} and --overlap {asked_overlap} rounded up to "
+                                f"multiples of {multiple})")
+    return rounded_tile, rounded_overlap
+
+
 class GanRestorer(Restorer):
     """A loaded generator plus the device it runs on.
 
     Images of at most ``tile**2`` pixels are restored whole; larger ones as overlapping
     ``tile`` x ``tile`` tiles (see :mod:`darkdeblur.tiling`). ``tile=None`` picks a size for the
-    device, ``tile=0`` never tiles. ``half`` runs the generator in float16 (GPU only).
+    device and restores photos of up to ``WHOLE_PIXELS`` whole, ``tile=0`` never tiles. ``half`` runs the generator in float16 (GPU only).
     """
 
     method = "gan"
@@ -47,18 +83,14 @@ class GanRestorer(Restorer):
     def __init__(self, generator: nn.Module, cfg: RunConfig, device: torch.device,
                  tile: int | None = None, overlap: int | None = None, half: bool = False,
                  weights: str | os.PathLike | None = None):
-        if half and device.type == "cpu":
-            raise ValueError("--half needs a GPU (cuda or mps); the CPU runs in float32")
+        self.tile, self.overlap = check_tile_settings(tile, overlap, half, device,
+                                                      getattr(generator, "multiple", 1))
+        # Photos of at most this many pixels run whole (an explicit tile is a memory bound).
+        self.whole_pixels = self.tile**2 if tile is not None else max(self.tile**2, WHOLE_PIXELS)
         self.generator, self.cfg, self.device = generator, cfg, device
         self.weights = weights
         self.dtype = torch.float16 if half else torch.float32
         self.generator.to(self.dtype)
-        multiple = getattr(generator, "multiple", 1)
-        self.overlap = round_up(max(overlap if overlap is not None else MIN_OVERLAP, 0), multiple)
-        self.tile = round_up(auto_tile(device) if tile is None else tile, multiple)
-        if self.tile and self.tile < 2 * self.overlap:
-            raise TileSettingsError(f"tile {self.tile} must be at least twice the overlap {self.overlap} "
-                                    f"(both rounded up to multiples of {multiple})")
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None, device: torch.device, tile: int | None = None,
@@ -79,9 +111,9 @@ class GanRestorer(Restorer):
         return restored.float().clamp(0, 1).cpu()
 
     def restore_array(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 or uint16 (H, W, 3) -> restored, same dtype; tiled when larger than ``tile**2``."""
+        """uint8 or uint16 (H, W, 3) -> restored, same dtype; tiled when over ``whole_pixels``."""
         height, width = pixels.shape[:2]
-        if not self.tile or height * width <= self.tile**2:
+        if not self.tile or height * width <= self.whole_pixels:
             restored = self.restore_tensor(to_tensor(pixels))[0].permute(1, 2, 0).numpy()
             return quantize(restored, pixels.dtype)
         return restore_tiled(self.restore_tensor, pixels, self.tile, self.overlap)
