@@ -27,7 +27,7 @@ BETA_GROWTH = 2 * math.sqrt(2)
 ROUNDS = 6  # beta from weight to weight * 2**7.5: Krishnan & Fergus's 1..256 range
 # Regularisation weight: a floor that absorbs small kernel errors, plus a term for noise
 # (tuned on synthetic blur of training photos, see benchmarks/RESULTS.md).
-WEIGHT_CLEAN = 4e-4
+WEIGHT_CLEAN = 2e-4
 WEIGHT_PER_NOISE_VARIANCE = 8.0
 
 
