@@ -30,7 +30,7 @@ from ..blur import blur
 from ..blur.kernel_estimation import EstimationSettings, downscale, estimate_kernel, resize_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
 from ..pixels import quantize, to_tensor
-from ..tiling import blend_tiles, tile_spans
+from ..tiling import blend_tiles, round_up, tile_spans
 from .base import Restoration, Restorer
 
 LUMA = (0.299, 0.587, 0.114)
@@ -45,6 +45,7 @@ class DcpSettings:
     region: int = 512          # side of the regions that get a kernel each (working resolution)
     region_overlap: int = 128  # overlap of neighbouring regions, blended smoothly
     crop: int = 256            # side of the window in each region the kernel is estimated on
+    max_tile: int = 1024       # largest side deconvolved in one piece (memory)
     exponent: float = 0.8      # hyper-Laplacian exponent of the deconvolution prior
     min_side: int = 48
     flat_std: float = 0.01     # luminance standard deviation below which a photo is flat
@@ -187,15 +188,33 @@ class DcpRestorer(Restorer):
         return Restoration(restored, kernel_grid(kernels, len(rows), len(cols)), warnings)
 
     def deconvolve_regions(self, rgb: np.ndarray, rows, cols, kernels, weight: float) -> np.ndarray:
-        """Each region deconvolved with its own kernel (or left as it is), blended smoothly."""
+        """Each region deconvolved with its own kernel (or left as it is), blended smoothly.
+
+        Regions of large photos are large (a sixth of 24 megapixels); their Fourier solves would
+        need gigabytes, so they are deconvolved as tiles of at most ``max_tile`` pixels a side,
+        each with the kernel of the region its centre lies in.
+        """
+        size = max(k.shape[0] for k in kernels.values())
+        side = max(self.settings.max_tile, 2 * round_up(4 * size, 8))
+        tile_rows = rows if rows[0][1] <= side else tile_spans(rgb.shape[0], side, round_up(4 * size, 8))
+        tile_cols = cols if cols[0][1] <= side else tile_spans(rgb.shape[1], side, round_up(4 * size, 8))
 
         def solve(i: int, j: int, tile: torch.Tensor) -> torch.Tensor:
-            kernel = kernels.get((i, j))
+            kernel = kernels.get((region_of(tile_rows[i], rows), region_of(tile_cols[j], cols)))
             if kernel is None:
                 return tile
-            return deconvolve(tile.to(self.device), kernel, weight, self.settings.exponent).clamp(0, 1).cpu()
+            # one channel at a time: the solver holds about twenty copies of what it is given
+            channels = [deconvolve(tile[:, c:c + 1].to(self.device), kernel, weight, self.settings.exponent)
+                        for c in range(tile.shape[1])]
+            return torch.cat(channels, 1).clamp(0, 1).cpu()
 
-        return blend_tiles(solve, rgb, rows, cols)
+        return blend_tiles(solve, rgb, tile_rows, tile_cols)
+
+
+def region_of(span: tuple[int, int], regions: list[tuple[int, int]]) -> int:
+    """Index of the region whose centre is nearest the centre of ``span``."""
+    centre = (span[0] + span[1]) / 2
+    return min(range(len(regions)), key=lambda r: abs((regions[r][0] + regions[r][1]) / 2 - centre))
 
 
 def upscale_kernel(kernel: torch.Tensor, scale: float) -> torch.Tensor:
