@@ -24,7 +24,7 @@ from darkdeblur.checkpoint import export_weights, load_checkpoint, load_generato
 from darkdeblur.safe_files import sha256_of
 from darkdeblur.data import find_pairs
 from darkdeblur.evaluate import evaluate_pairs
-from darkdeblur.engines import GanRestorer as Deblurrer
+from darkdeblur.engines import GanRestorer
 from darkdeblur.make_data import make_synthetic
 from darkdeblur.models import count_parameters
 
@@ -44,7 +44,7 @@ def synthetic_sets(cache: Path) -> dict[str, Path]:
     return sets
 
 
-def measure(model: Deblurrer, cache: Path) -> dict:
+def measure(model: GanRestorer, cache: Path) -> dict:
     plan = [("dev_gopro", SHARED / "dev" / "gopro", "full"),
             ("dev_paper_samples", SHARED / "dev" / "paper_samples", "paper")]
     plan += [(name, path, "full") for name, path in synthetic_sets(cache).items()]
@@ -62,7 +62,7 @@ def measure(model: Deblurrer, cache: Path) -> dict:
     return metrics
 
 
-def cpu_latency(model: Deblurrer, repeats: int = 5) -> float:
+def cpu_latency(model: GanRestorer, repeats: int = 5) -> float:
     x = torch.rand(1, 3, 720, 1280)
     model.restore_tensor(x)  # warm-up
     times = []
@@ -87,7 +87,7 @@ def main() -> None:
 
     state = load_checkpoint(args.checkpoint)
     generator, cfg = load_generator(args.checkpoint)
-    model = Deblurrer(generator, cfg, torch.device("cpu"))
+    model = GanRestorer(generator, cfg, torch.device("cpu"))
     metrics = measure(model, Path(args.cache))
     latency = cpu_latency(model)
     print(f"CPU 1280x720 median of 5: {latency:.3f} s ({torch.get_num_threads()} threads)")

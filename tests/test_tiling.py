@@ -8,7 +8,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from darkdeblur.config import tiny
-from darkdeblur.engines import GanRestorer as Deblurrer
+from darkdeblur.engines import GanRestorer
 from darkdeblur.models import build_generator
 from darkdeblur.pixels import quantize, to_tensor
 from darkdeblur.tiling import ramp, restore_tiled, span_weights, tile_spans
@@ -112,7 +112,7 @@ def test_deblurrer_tiles_only_images_over_the_budget(tiny_generator):
             seen.append(tuple(x.shape[-2:]))
             return x
 
-    model = Deblurrer(Recorder(), tiny(), torch.device("cpu"), tile=100, overlap=20)
+    model = GanRestorer(Recorder(), tiny(), torch.device("cpu"), tile=100, overlap=20)
     assert (model.tile, model.overlap) == (112, 32)  # rounded up to multiples of 16
     small = np.zeros((112, 112, 3), np.uint8)
     assert model(small).shape == small.shape and seen == [(112, 112)]
@@ -123,17 +123,17 @@ def test_deblurrer_tiles_only_images_over_the_budget(tiny_generator):
     # Every tile is a multiple of 16 except where it meets the bottom or right edge.
     assert all(h % 16 == 0 or h < 112 for h, _ in seen) and all(w % 16 == 0 or w < 112 for _, w in seen)
     seen.clear()
-    Deblurrer(Recorder(), tiny(), torch.device("cpu"), tile=0)(large)
+    GanRestorer(Recorder(), tiny(), torch.device("cpu"), tile=0)(large)
     assert seen == [(300, 200)]  # tile=0: always the whole image
 
 
 def test_deblurrer_rejects_impossible_settings(tiny_generator):
     with pytest.raises(ValueError, match="twice the overlap"):
-        Deblurrer(tiny_generator, tiny(), torch.device("cpu"), tile=64, overlap=64)
+        GanRestorer(tiny_generator, tiny(), torch.device("cpu"), tile=64, overlap=64)
     with pytest.raises(ValueError, match="--half needs a GPU"):
-        Deblurrer(tiny_generator, tiny(), torch.device("cpu"), half=True)
+        GanRestorer(tiny_generator, tiny(), torch.device("cpu"), half=True)
     with pytest.raises(ValueError, match="uint8 or uint16"):
-        Deblurrer(tiny_generator, tiny(), torch.device("cpu"))(np.zeros((8, 8, 3), np.float32))
+        GanRestorer(tiny_generator, tiny(), torch.device("cpu"))(np.zeros((8, 8, 3), np.float32))
 
 
 def test_the_engine_checks_tile_overlap_and_half_once_as_usage_errors(tiny_weights):

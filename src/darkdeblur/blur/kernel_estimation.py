@@ -33,7 +33,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from torch import Tensor
 
 from .fourier import difference_otfs, gradients, gradients_transposed, otf2psf, pad_periodic, psf2otf
@@ -209,6 +208,8 @@ def clean_kernel(kernel: Tensor, prune_fraction: float, min_component_mass: floa
     kernel = kernel.clamp_min(0)
     kernel = torch.where(kernel < kernel.max() * prune_fraction, torch.zeros_like(kernel), kernel)
     kernel = normalise(kernel)
+    from scipy import ndimage  # here, not at the top: it adds ~1 s to every command's start-up
+
     values = kernel.detach().cpu().numpy()
     labels, count = ndimage.label(values > 0, structure=np.ones((3, 3)))
     if count > 1:

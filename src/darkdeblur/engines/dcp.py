@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from skimage.restoration import estimate_sigma
 from tqdm import tqdm
 
 from ..blur import blur
 from ..blur.kernel_estimation import EstimationSettings, downscale, estimate_kernel, resize_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
-from ..pixels import quantize, to_tensor
+from ..pixels import to_tensor
 from ..tiling import blend_tiles, round_up, tile_spans
 from .base import Restoration, Restorer
 
@@ -71,10 +70,12 @@ class DcpRestorer(Restorer):
 
     # ------------------------------------------------------------------------------- stages
 
-    def luminance(self, image: torch.Tensor) -> torch.Tensor:
-        """(1, 3, H, W) -> (H, W)."""
-        weights = torch.tensor(LUMA, device=image.device).view(1, 3, 1, 1)
-        return (image * weights).sum(1)[0]
+    def luminance(self, rgb: np.ndarray, band: int = 512) -> torch.Tensor:
+        """uint8/uint16 (H, W, 3) -> (H, W) float32 on the device, converted a band of rows at a
+        time: a float copy of a 24-megapixel photo alone would take 288 MB."""
+        weights = torch.tensor(LUMA).view(1, 3, 1, 1)
+        bands = [(to_tensor(rgb[top:top + band]) * weights).sum(1)[0] for top in range(0, rgb.shape[0], band)]
+        return torch.cat(bands).to(self.device)
 
     def textured_window(self, grey: torch.Tensor) -> tuple[slice, slice]:
         """The ``crop``-sided window with the most gradient energy (clipped areas excluded)."""
@@ -123,11 +124,13 @@ class DcpRestorer(Restorer):
 
     # -------------------------------------------------------------------------------- restore
 
-    def estimate_window(self, window: torch.Tensor, weight: float, bar=None) -> tuple[torch.Tensor | None, str | None]:
-        """Kernel of one grey window at the working resolution, or None with the reason."""
+    def estimate_window(self, window: torch.Tensor, weight: float, bar=None,
+                        share: int = 0) -> tuple[torch.Tensor | None, str | None]:
+        """Kernel of one grey window at the working resolution, or None with the reason; the
+        progress ``bar`` advances by ``share`` over the estimation."""
         step = None
         if bar is not None:
-            start, share = bar.n, bar.share
+            start = bar.n
             step = lambda fraction: bar.update(start + round(share * fraction) - bar.n)  # noqa: E731
         kernel = estimate_kernel(window, self.settings.estimation, progress=step)
         reason = self.degenerate(kernel)
@@ -151,8 +154,7 @@ class DcpRestorer(Restorer):
 
     def _restore(self, rgb: np.ndarray, bar) -> Restoration:
         s = self.settings
-        image = to_tensor(rgb).to(self.device)
-        grey = self.luminance(image)
+        grey = self.luminance(rgb)
         reason = self.unsuitable(grey)
         if reason:
             return Restoration(rgb.copy(), None, [reason])
@@ -163,15 +165,15 @@ class DcpRestorer(Restorer):
         rows, cols = self.tile_grid(height, width, scale)
         kernels: dict[tuple[int, int], torch.Tensor] = {}
         reasons = []
-        bar.share = 80 // (len(rows) * len(cols))
+        share = 80 // (len(rows) * len(cols))  # of the progress bar, per region
         for i, (top, bottom) in enumerate(rows):
             for j, (left, right) in enumerate(cols):
                 region = working[round(top * scale):round(bottom * scale), round(left * scale):round(right * scale)]
                 if self.unsuitable(region):
-                    bar.update(bar.share)
+                    bar.update(share)
                     continue
                 wr, wc = self.textured_window(region)
-                kernel, reason = self.estimate_window(region[wr, wc], weight, bar)
+                kernel, reason = self.estimate_window(region[wr, wc], weight, bar, share)
                 if kernel is None:
                     reasons.append(reason)
                     continue
@@ -237,6 +239,10 @@ def noise_sigma(rgb: np.ndarray, side: int = 1024) -> float:
     """Noise standard deviation on [0, 1] (scikit-image's wavelet estimate, averaged over
     channels) of a central window of at most ``side`` pixels: noise is stationary, and the
     estimate on 24 megapixels would cost seconds."""
+    # here, not at the top: scikit-image's restoration module pulls in SciPy's statistics, about
+    # a second of every command's start-up
+    from skimage.restoration import estimate_sigma
+
     height, width = rgb.shape[:2]
     top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
     window = rgb[top:top + side, left:left + side].astype(np.float32) / float(np.iinfo(rgb.dtype).max)
