@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--sharp", help="folder of sharp photos to blur")
     source.add_argument("--pairs", help="paired folder to copy with noise added to blur/")
+    source.add_argument("--estimate-kernels", metavar="DATA", nargs="+",
+                        help="training folders (as for train --data): draw blurred training crops and "
+                             "cache the kernels the dcp engine estimates on them, for training a "
+                             "refiner on the engine's own output; an interrupted run continues")
+    p.add_argument("--count", type=_int_in(1, 10**7), default=4000,
+                   help="with --estimate-kernels: number of crops (default 4000)")
+    p.add_argument("--crop", type=_int_in(64, 4096), default=256,
+                   help="with --estimate-kernels: crop side in pixels (default 256)")
+    p.add_argument("--workers", type=_int_in(1, 256), default=2,
+                   help="with --estimate-kernels: processes, one thread each (default 2)")
     p.add_argument("--out", required=True,
                    help="folder to create with blur/, sharp/, kernels/ and recipe.json; it must be new "
                         "or empty unless --force")
@@ -308,6 +318,16 @@ def _cmd_make_data(args) -> int:
 
     from .make_data import make_noisy_copy, make_synthetic
     out = Path(args.out)
+    if args.estimate_kernels:  # a cache continues where it stopped; its recipe guards against mixing
+        from .data.engine_kernels import CropRecipe, estimate_training_kernels
+        from .data.folders import DataSources, discover
+        sources = DataSources()
+        for folder in args.estimate_kernels:
+            sources.extend(discover(folder, "auto"))
+        recipe = CropRecipe(count=args.count, crop=args.crop, seed=args.seed)
+        n = estimate_training_kernels(sources, out, recipe, workers=args.workers)
+        print(f"darkdeblur make-data: kernel cache of {n} crops in {out}")
+        return 0
     refusal = None  # checked before any work: a set written over another mixes the two
     if out.exists() and not out.is_dir():
         refusal = f"--out {out} is a file, not a folder"
