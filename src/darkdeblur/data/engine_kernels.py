@@ -30,7 +30,7 @@ from ..blur.nonblind import noise_adaptive_weight
 from ..engines import load_engine
 from ..engines.dcp import noise_sigma
 from ..image_io import read_rgb
-from ..pixels import to_tensor
+from ..pixels import to_tensor, to_uint8
 from ..safe_files import atomic_write
 from .folders import DataSources
 
@@ -107,7 +107,7 @@ def _estimate_chunk(job: tuple) -> Path:
     estimates, reasons, meta = [], [], []
     for index in range(chunk * CHUNK, min((chunk + 1) * CHUNK, recipe.count)):
         crop = draw_crop(recipe, sources, images, index)
-        rgb = _to_rgb8(crop["blurred"])
+        rgb = to_uint8(crop["blurred"])  # what a photo on disk gives the engine
         grey = engine.luminance(rgb)
         reason = engine.unsuitable(grey)
         kernel = None
@@ -127,11 +127,6 @@ def _estimate_chunk(job: tuple) -> Path:
 
     atomic_write(path, write)
     return path
-
-
-def _to_rgb8(image: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float -> uint8 (H, W, 3): what a photo on disk gives the engine."""
-    return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def estimate_training_kernels(sources: DataSources, out: str | Path, recipe: CropRecipe = CropRecipe(),
