@@ -1,13 +1,16 @@
 """Before/after picture for the README: 1:1 crops of real blurry photos, each engine's output.
 
     python scripts/make_readme_figure.py  # -> docs/before_after.jpg
+    python scripts/make_readme_figure.py --photos hide_blur_only/1fromGOPR0950.png:0.5:0.5 --out docs/x.jpg
 
-Columns: the input, ``--method gan`` (the bundled generator) and ``--method dcp`` (blind
-deconvolution with its estimated kernels, drawn in the corner). Crops are not resized, so what
+Columns: the input, ``--method gan`` (the bundled generator), ``--method dcp`` (blind
+deconvolution with its estimated kernels, drawn in the corner) and ``--method hybrid`` (the
+same deconvolution, refined; shown when refiner weights exist). Crops are not resized, so what
 is visible is what a user sees at 100 %.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ PHOTOS = [("selfdeblur_real/house.jpg", (0.5, 0.42)),
           ("srn_testing_set/4c6.png", (0.5, 0.45)),
           ("gopro_blur_only/seq_id-2_frame-8_Input.png", (0.45, 0.5))]
 TILE = 300
-LABELS = ("input", "gan (bundled)", "dcp")
+LABELS = ("input", "gan (bundled)", "dcp", "hybrid")
 
 
 def crop(rgb: np.ndarray, centre) -> Image.Image:
@@ -36,13 +39,28 @@ def crop(rgb: np.ndarray, centre) -> Image.Image:
 
 
 def main() -> None:
-    engines = [darkdeblur.load_model(device="cpu", method="gan"), darkdeblur.load_model(device="cpu", method="dcp")]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--photos", nargs="+", metavar="PATH:X:Y",
+                        help="photos under ../shared/data/real_blur with the crop centre as fractions")
+    parser.add_argument("--hybrid-weights", help="refiner weights (default: the bundled ones, if any)")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "before_after.jpg"))
+    args = parser.parse_args()
+    photos = PHOTOS if not args.photos else [
+        (spec.split(":")[0], tuple(float(v) for v in spec.split(":")[1:3])) for spec in args.photos]
+    gan, dcp_engine = darkdeblur.load_model(device="cpu", method="gan"), darkdeblur.load_model(device="cpu", method="dcp")
+    try:
+        hybrid = darkdeblur.load_model(args.hybrid_weights, device="cpu", method="hybrid")
+    except FileNotFoundError:
+        hybrid = None
+    columns = len(LABELS) if hybrid else len(LABELS) - 1
     rows = []
-    for name, centre in PHOTOS:
+    for name, centre in photos:
         blurred = read_rgb(REAL / name)
-        gan = engines[0](blurred)
-        dcp = engines[1].restore(blurred)
-        cells = [crop(blurred, centre), crop(gan, centre), crop(dcp.image, centre)]
+        dcp = dcp_engine.restore(blurred)
+        cells = [crop(blurred, centre), crop(gan(blurred), centre), crop(dcp.image, centre)]
+        if hybrid:  # the same deconvolution, refined: what --method hybrid returns
+            refined = dcp.image if dcp.kernel is None else hybrid.refine_array(blurred, dcp.image)
+            cells.append(crop(refined, centre))
         if dcp.kernel is not None:
             kernels = Image.fromarray(kernel_picture(dcp.kernel))
             kernels.thumbnail((TILE // 3, TILE // 3))
@@ -50,14 +68,14 @@ def main() -> None:
         rows.append(cells)
         print(f"{name}: {'; '.join(dcp.warnings) or 'deblurred'}")
     gap = 8
-    sheet = Image.new("RGB", (3 * TILE + 2 * gap, len(rows) * (TILE + gap) + 22), "white")
+    sheet = Image.new("RGB", (columns * TILE + (columns - 1) * gap, len(rows) * (TILE + gap) + 22), "white")
     draw = ImageDraw.Draw(sheet)
-    for j, label in enumerate(LABELS):
+    for j, label in enumerate(LABELS[:columns]):
         draw.text((j * (TILE + gap) + TILE // 2 - 30, 5), label, fill="black")
     for i, cells in enumerate(rows):
         for j, cell in enumerate(cells):
             sheet.paste(cell, (j * (TILE + gap), 22 + i * (TILE + gap)))
-    out = ROOT / "docs" / "before_after.jpg"
+    out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
     sheet.save(out, quality=90)
     print(f"wrote {out}")

@@ -61,7 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=_int_in(11, 30), default=17, help="ONNX opset (default 17)")
 
     p = sub.add_parser("train", help="train a model")
-    p.add_argument("--preset", default="default", help="paper, dc0, dc250, dc250p, deblurgan, default, tiny")
+    p.add_argument("--preset", default="default",
+                   help="paper, dc0, dc250, dc250p, deblurgan, default, hybrid (the refiner of the dcp "
+                        "engine; --data is a refiner set from make-data --refiner-set), tiny")
     p.add_argument("--data", nargs="+", required=True, help="training folders")
     p.add_argument("--layout", default="auto", choices=["auto", "paired", "gopro", "sharp"],
                    help="how --data folders hold images: paired (blur/ and sharp/ of the same names), "
@@ -80,8 +82,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="Gaussian noise on blurred inputs, variance ~ U(0, this) (paper: 0.002)")
     p.add_argument("--adv-warmup-steps", type=int,
                    help="steps on content losses only before the adversarial term starts")
+    p.add_argument("--dark-weight", type=float,
+                   help="weight of the dark-channel loss (the paper's 250; 0 for its ablation)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--max-seconds", type=float,
+                   help="end this invocation after this many seconds of training, checkpointed "
+                        "(a time budget; resume later)")
     p.add_argument("--stop-after", type=int, help="end this invocation after N steps (resume later)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--init-weights", help="start the generator from these weights")
@@ -117,12 +124,16 @@ def _parser() -> argparse.ArgumentParser:
                         help="training folders (as for train --data): draw blurred training crops and "
                              "cache the kernels the dcp engine estimates on them, for training a "
                              "refiner on the engine's own output; an interrupted run continues")
+    source.add_argument("--refiner-set", metavar="KERNEL_CACHE",
+                        help="a kernel cache made by --estimate-kernels: write its crops with the dcp "
+                             "engine's deconvolution of each (the hybrid preset's training data, "
+                             "~0.3 s per crop per worker); an interrupted run continues")
     p.add_argument("--count", type=_int_in(1, 10**7), default=4000,
                    help="with --estimate-kernels: number of crops (default 4000)")
     p.add_argument("--crop", type=_int_in(64, 4096), default=256,
                    help="with --estimate-kernels: crop side in pixels (default 256)")
     p.add_argument("--workers", type=_int_in(1, 256), default=2,
-                   help="with --estimate-kernels: processes, one thread each (default 2)")
+                   help="with --estimate-kernels or --refiner-set: processes, one thread each (default 2)")
     p.add_argument("--out", required=True,
                    help="folder to create with blur/, sharp/, kernels/ and recipe.json; it must be new "
                         "or empty unless --force")
@@ -166,8 +177,9 @@ def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
     from .engines import DEFAULT_METHOD, METHODS, PRIORS
     p.add_argument("--method", choices=METHODS, default=None,
                    help=f"gan: the trained dark-channel GAN; dcp: blind deconvolution with the dark "
-                        f"channel prior, no training (default: {DEFAULT_METHOD})")
-    p.add_argument("--weights", help="weights file for gan (default: the bundled model)")
+                        f"channel prior, no training; hybrid: dcp, then a GAN-trained refiner of its "
+                        f"deconvolution (default: {DEFAULT_METHOD})")
+    p.add_argument("--weights", help="weights file for gan or the hybrid refiner (default: the bundled ones)")
     p.add_argument("--prior", choices=PRIORS, default="l0",
                    help="dcp kernel estimation: l0 (L0 gradients; default, faster) or dark "
                         "(dark channel + L0 gradients, Pan et al. 2016)")
@@ -252,8 +264,9 @@ def _cmd_export(args) -> int:
     if args.method not in METHODS:
         raise UsageError(f"--method {args.method}: unknown; export takes gan")
     if args.method != "gan":
-        raise UsageError(f"--method {args.method}: the classical engine has no network to export; "
-                         "ONNX export takes gan weights")
+        what = "the classical engine has no network" if args.method == "dcp" else \
+            "the hybrid engine's estimation and deconvolution are not a network"
+        raise UsageError(f"--method {args.method}: {what} to export; ONNX export takes gan weights")
     model = _engine(args, device="cpu", tile=0)
     export_onnx(model.generator, args.onnx, opset=args.opset, cfg=model.cfg)
     print(f"darkdeblur export: wrote {args.onnx}")
@@ -285,12 +298,14 @@ def _cmd_train(args) -> int:
     cfg = replace(cfg, train=replace(cfg.train, **overrides))
     if args.adv_warmup_steps is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, adv_warmup_steps=args.adv_warmup_steps))
+    if args.dark_weight is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, lambda_dark=args.dark_weight))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,
                     device=args.device, vgg_weights=args.vgg_weights, init_weights=args.init_weights,
                     deterministic=args.deterministic, progress=not args.no_progress,
-                    stop_after=args.stop_after, val=args.val)
+                    stop_after=args.stop_after, val=args.val, max_seconds=args.max_seconds)
     if "weights" in summary and summary["history"]:  # with none, train said there was nothing to do
         print(f"darkdeblur train: steps {summary['start']}..{summary['steps']} in "
               f"{summary['seconds']:.0f} s, last l1 {summary['history'][-1]['l1']:.4f}; "
@@ -328,6 +343,15 @@ def _cmd_make_data(args) -> int:
         n = estimate_training_kernels(sources, out, recipe, workers=args.workers)
         print(f"darkdeblur make-data: kernel cache of {n} crops in {out}")
         return 0
+    if args.refiner_set:
+        from .data.refiner_set import build_refiner_set
+        try:
+            n = build_refiner_set(args.refiner_set, out, workers=args.workers)
+        except (FileNotFoundError, ValueError) as err:
+            print(f"darkdeblur make-data: {err}", file=sys.stderr)
+            return 2
+        print(f"darkdeblur make-data: {n} refiner crops (blurred, deconvolved, sharp) in {out}")
+        return 0
     refusal = None  # checked before any work: a set written over another mixes the two
     if out.exists() and not out.is_dir():
         refusal = f"--out {out} is a file, not a folder"
@@ -363,7 +387,9 @@ def _cmd_serve(args) -> int:
     device, method = resolve_device(args.device), args.method or DEFAULT_METHOD
 
     def engine(name: str):
-        return load_engine(name, weights=args.weights, device=str(device), kernel_size=args.kernel_size,
+        # --weights belong to --method; the page's other methods use their bundled weights
+        return load_engine(name, weights=args.weights if name == method else None, device=str(device),
+                           kernel_size=args.kernel_size,
                            prior=args.prior)
     try:
         first = engine(method)  # bad weights are found now, not on the first photo

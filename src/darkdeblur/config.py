@@ -40,6 +40,18 @@ class ModelConfig:
     # darkdeblur.models.test_mode): "running" = eval mode (running statistics, no dropout);
     # "batch" = the reference code's (pix2pix) way: each image's own statistics, dropout on.
     test_mode: str = "running"
+    # What the generator sees: "blurred" (the paper), or "blurred+deconvolved" (the hybrid
+    # refiner: 6 channels, the blurred photo and the dcp engine's deconvolution of it). With
+    # the deconvolution, ``global_residual`` adds the correction to the deconvolution.
+    inputs: str = "blurred"
+    # Hybrid only: the network also outputs a per-pixel share ``a`` of the way back from the
+    # deconvolution to the blurred photo, restored = d + a (b - d) + correction; ``a`` starts at
+    # zero, so an untrained refiner returns the deconvolution exactly.
+    fallback_mix: bool = False
+
+    @property
+    def input_channels(self) -> int:
+        return {"blurred": 3, "blurred+deconvolved": 6}[self.inputs]
 
 
 @dataclass(frozen=True)
@@ -266,6 +278,32 @@ def default() -> RunConfig:
     )
 
 
+def hybrid() -> RunConfig:
+    """The refiner of the classical engine (``--method hybrid``): the paper's losses and
+    discriminator, the bundled model's light U-Net, fed the blurred photo and its ``dcp``
+    deconvolution (see :mod:`darkdeblur.data.refiner_set`).
+
+    As in the paper: adversarial (weight 1, BCE, discriminator conditioned on the blurred
+    photo) + 100 L1 + 250 dark channel, 1 D : 2 G steps, Adam beta1 0.5. Changes, each named:
+    the generator is the ``default`` preset's (3x3, widths 24-96, depth 5, no dropout) with 6
+    input channels and an output that starts at the deconvolution with a learned per-pixel
+    fall-back towards the blurred photo (``fallback_mix``); L1 on [0, 1]; learning rate 5e-4
+    with cosine decay, and the first 500 steps on the content terms only (the discriminator
+    starts against a refiner that is already near the deconvolution); 128 px crops of the
+    256 px training crops, batch 8 per process.
+    """
+    base = default()
+    return RunConfig(
+        preset="hybrid",
+        model=replace(base.model, inputs="blurred+deconvolved", fallback_mix=True),
+        discriminator=base.discriminator,
+        loss=LossConfig(lambda_adv=1.0, lambda_l1=100.0, lambda_dark=250.0, adv_warmup_steps=500),
+        train=replace(base.train, lr=5e-4, beta1=0.5, generator_steps=2, steps=3000,
+                      checkpoint_every=100, keep_checkpoints=40, image_every=500, log_every=25,
+                      validate_every=250, max_noise_variance=0.0),
+    )
+
+
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "paper": paper,
     "dc250": dc250,
@@ -274,6 +312,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "deblurgan": deblurgan,
     "tiny": tiny,
     "default": default,
+    "hybrid": hybrid,
 }
 
 

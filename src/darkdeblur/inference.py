@@ -19,7 +19,7 @@ bundled_weights_path = bundled_gan_weights  # the bundled generator's file
 def load_model(weights: str | os.PathLike | None = None, device: str = "auto",
                tile: int | None = None, overlap: int | None = None, half: bool = False,
                method: str | None = None, **options) -> Restorer:
-    """An engine by ``method`` (``gan``, ``dcp``; default: the bundled default); see
+    """An engine by ``method`` (``gan``, ``dcp``, ``hybrid``; default: the bundled default); see
     :func:`darkdeblur.engines.load_engine` for ``options`` (kernel_size, prior, progress)."""
     return load_engine(method, weights=weights, device=device, tile=tile, overlap=overlap,
                        half=half, **options)

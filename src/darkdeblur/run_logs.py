@@ -104,8 +104,10 @@ class RunLog:
                sharp: torch.Tensor, step: int) -> torch.Tensor:
         """Log a blurred | restored | sharp grid, one row per image; return the restorations."""
         restored = restore_eval(generator, blurred)
-        self.writer.add_images(f"{tag}/blurred|restored|sharp",
-                               torch.cat([blurred, restored, sharp], dim=3), step)
+        inputs = list(blurred.split(3, dim=1))  # the blurred photo (and a hybrid's deconvolution)
+        name = "blurred|deconvolved" if len(inputs) > 1 else "blurred"
+        self.writer.add_images(f"{tag}/{name}|restored|sharp",
+                               torch.cat([*inputs, restored, sharp], dim=3), step)
         return restored
 
     def validate(self, generator: torch.nn.Module, blurred: torch.Tensor, sharp: torch.Tensor,
@@ -113,11 +115,16 @@ class RunLog:
         """PSNR of the fixed validation set, and its gain over the blurred input, plus a grid;
         the two numbers are printed as well (``tqdm.write`` keeps a progress bar intact)."""
         restored = self.images("val", generator, blurred, sharp, step)
-        value, baseline = psnr(restored, sharp).mean().item(), psnr(blurred, sharp).mean().item()
+        value, baseline = psnr(restored, sharp).mean().item(), psnr(blurred[:, :3], sharp).mean().item()
         self.writer.add_scalar("val/psnr", value, step)
         self.writer.add_scalar("val/psnr_gain", value - baseline, step)
+        also = ""
+        if blurred.shape[1] == 6:  # a hybrid refiner: its gain over the deconvolution it refines
+            deconvolved = psnr(blurred[:, 3:], sharp).mean().item()
+            self.writer.add_scalar("val/psnr_gain_over_deconvolution", value - deconvolved, step)
+            also = f", {value - deconvolved:+.2f} dB over the deconvolution"
         tqdm.write(f"step {step}: validation PSNR {value:.2f} dB ({value - baseline:+.2f} dB over "
-                   f"the blurred input, {len(sharp)} images)")
+                   f"the blurred input{also}, {len(sharp)} images)")
 
     def close(self) -> None:
         self.bar.close()

@@ -60,6 +60,9 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
     use_adv = d is not None and adversarial_active(cfg, step)
     amp = _autocast(blurred.device, cfg.train.bf16)
     logs: dict[str, torch.Tensor] = {}
+    # The discriminator judges (blurred photo, candidate) pairs; a hybrid refiner's input also
+    # carries the deconvolution after the blurred photo, which the judge is not shown.
+    condition = blurred[:, :3]
 
     if use_adv:
         d.requires_grad_(True)
@@ -67,7 +70,7 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
             with torch.no_grad(), amp:
                 restored = g(blurred)
             with amp:
-                terms = discriminator_loss(cfg.loss, d, blurred, sharp, restored.float(), generator)
+                terms = discriminator_loss(cfg.loss, d, condition, sharp, restored.float(), generator)
             optimizers.discriminator.zero_grad(set_to_none=True)
             terms["d_loss"].backward()
             if average_gradients is not None:
@@ -80,7 +83,7 @@ def train_step(models: Models, optimizers: Optimizers, blurred: torch.Tensor, sh
     for _ in range(cfg.train.generator_steps):
         with amp:
             restored = g(blurred)
-            logits = d(blurred, restored) if use_adv else None
+            logits = d(condition, restored) if use_adv else None
             terms = generator_loss(cfg.loss, restored.float(), sharp, logits, models.perceptual)
         optimizers.generator.zero_grad(set_to_none=True)
         terms["g_loss"].backward()

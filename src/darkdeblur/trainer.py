@@ -13,7 +13,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,6 +22,7 @@ from . import distributed
 from .checkpoint import export_weights, latest_checkpoint, load_generator
 from .config import RunConfig, schedule_steps
 from .data import BatchStream, device_batch, load_training_images
+from .data.refiner_set import RefinerCrops, RefinerStream, is_refiner_set, refiner_validation
 from .data.stream import Prefetcher, make_kernel_bank
 from .devices import resolve_device
 from .models import count_parameters
@@ -62,10 +63,10 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = not deterministic  # fixed crop sizes: autotune convs
 
-        run, kernels, images = _build_run(cfg, data, out, ctx, dev, layout=layout, resume=resume,
+        run, batches, source = _build_run(cfg, data, out, ctx, dev, layout=layout, resume=resume,
                                           vgg_weights=vgg_weights, init_weights=init_weights)
         tc = run.cfg.train
-        val_set = None
+        val_set = source.validation
         if val is not None:
             val_set = on_main(ctx, dev, lambda: load_validation(val, tc, dev), "load --val images")
         start = resume_latest(run) if resume else 0
@@ -75,12 +76,12 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
         if ctx.is_main:
             print(f"darkdeblur train: preset {run.cfg.preset}, "
                   f"{count_parameters(run.models.generator) / 1e6:.2f} M generator parameters, "
-                  f"{len(images.sharp)} photos for synthetic blur + {len(images.pairs)} real pairs, "
+                  f"{source.description}, "
                   f"{ctx.world} process(es) on {dev.type}; effective batch {tc.batch_size * ctx.world} "
                   f"({tc.batch_size} per process), lr {tc.lr:g}, steps {start}..{end} of {tc.steps} "
-                  f"({_schedule_origin(tc, len(images.sharp) + len(images.pairs))})", flush=True)
+                  f"({_schedule_origin(tc, source.count)})", flush=True)
 
-        summary = _run_steps(run, kernels, start, end, val_set=val_set, progress=progress,
+        summary = _run_steps(run, batches, start, end, val_set=val_set, progress=progress,
                              max_seconds=max_seconds)
         if ctx.is_main:
             summary["weights"] = str(out / WEIGHTS_NAME)
@@ -95,7 +96,8 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
 def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: torch.device, *,
                layout: str, resume: bool, vgg_weights: str | None, init_weights: str | None):
     """Models, optimisers, schedules and the batch stream at step 0, after the run directory
-    passed its checks; returns the :class:`RunState`, the kernel bank and the training images."""
+    passed its checks; returns the :class:`RunState`, the function that finishes a batch on the
+    device (``raw -> (inputs, sharp)``) and the :class:`TrainingSource`."""
     tc = cfg.train
     seed_all(tc.seed)  # the same initial weights on every rank
     models = build_models(cfg, dev, vgg_weights)
@@ -111,19 +113,51 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
         models.discriminator = distributed.sync_batchnorm(models.discriminator, ctx, dev)
     optimizers = build_optimizers(models, tc)
 
-    images = load_training_images(load_sources(data, layout), tc.downsample)
-    count = len(images.sharp) + len(images.pairs)
-    cfg = replace(cfg, train=replace(tc, steps=schedule_steps(tc, count, ctx.world)))
+    noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
+    if cfg.model.inputs == "blurred+deconvolved":
+        crops = _refiner_crops(data)
+        source = TrainingSource(f"{crops.training} refiner crops of {crops.record['crop']} px "
+                                f"({crops.record['refused']} with a refused kernel; "
+                                f"{len(crops) - crops.training} held out for validation)",
+                                crops.training, tuple(t.to(dev) for t in refiner_validation(crops)))
+        stream = RefinerStream(crops, tc.crop, tc.batch_size, tc.seed, ctx.rank, ctx.world)
+        batches = lambda raw: raw.to_device(dev)  # noqa: E731
+    else:
+        images = load_training_images(load_sources(data, layout), tc.downsample)
+        source = TrainingSource(f"{len(images.sharp)} photos for synthetic blur + {len(images.pairs)} real pairs",
+                                len(images.sharp) + len(images.pairs))
+        stream = BatchStream(images, tc, tc.seed, ctx.rank, ctx.world)
+        kernels = make_kernel_bank(tc, tc.seed, stream.bank_size).to(dev)
+        batches = lambda raw: device_batch(raw, kernels, dev, noise)  # noqa: E731
+    cfg = replace(cfg, train=replace(tc, steps=schedule_steps(tc, source.count, ctx.world)))
     tc = cfg.train
     schedulers = build_schedulers(optimizers, tc)
-    stream = BatchStream(images, tc, tc.seed, ctx.rank, ctx.world)
-    kernels = make_kernel_bank(tc, tc.seed, stream.bank_size).to(dev)
-    noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
     seed_all(tc.seed * 1000 + ctx.rank)  # from here on, dropout differs per rank
-    return RunState(cfg, ctx, dev, out, models, optimizers, schedulers, stream, noise), kernels, images
+    return RunState(cfg, ctx, dev, out, models, optimizers, schedulers, stream, noise), batches, source
 
 
-def _run_steps(run: RunState, kernels: torch.Tensor, start: int, end: int, *,
+@dataclass
+class TrainingSource:
+    """What a run trains on: a line for the log, the image count an epoch is, and (for a
+    refiner) the held-out validation crops."""
+
+    description: str
+    count: int
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def _refiner_crops(data) -> RefinerCrops:
+    """A hybrid refiner trains on one refiner set (``make-data --refiner-set``)."""
+    if len(data) != 1 or not is_refiner_set(data[0]):
+        raise TrainingError(f"preset hybrid trains on one refiner set made by 'darkdeblur make-data "
+                            f"--refiner-set KERNEL_CACHE --out FOLDER'; got {', '.join(map(str, data))}")
+    try:
+        return RefinerCrops(data[0])
+    except (OSError, ValueError) as err:
+        raise TrainingError(str(err)) from None
+
+
+def _run_steps(run: RunState, batches, start: int, end: int, *,
                val_set: list[torch.Tensor] | None, progress: bool, max_seconds: float | None) -> dict:
     """Steps ``start + 1 .. end``: train, log, validate, checkpoint; return the run's summary."""
     cfg, ctx, dev, models, optimizers = run.cfg, run.ctx, run.dev, run.models, run.optimizers
@@ -141,7 +175,7 @@ def _run_steps(run: RunState, kernels: torch.Tensor, start: int, end: int, *,
         if models.discriminator:
             models.discriminator.train()
         for step in range(start, end):
-            blurred, sharp = device_batch(run.stream.next(), kernels, dev, run.noise)
+            blurred, sharp = batches(run.stream.next())
             logs = train_step(step_models, optimizers, blurred, sharp, cfg, step, run.noise, average)
             done = step + 1
             logs = distributed.mean_over_ranks(logs, ctx, dev)  # the same on every rank

@@ -145,17 +145,22 @@ def estimate_training_kernels(sources: DataSources, out: str | Path, recipe: Cro
     recorded.write_text(json.dumps(record, indent=2))
     chunks = [c for c in range(-(-recipe.count // CHUNK)) if not (out / f"chunk_{c:05d}.npz").is_file()]
     jobs = [(recipe, sources, out, c, kernel_size) for c in chunks]
-    bar = tqdm(total=len(jobs), desc="estimating kernels", unit="chunk", disable=not progress)
+    run_chunks(_estimate_chunk, jobs, workers, "estimating kernels", progress)
+    return recipe.count
+
+
+def run_chunks(work, jobs: list, workers: int, desc: str, progress: bool) -> None:
+    """``work(job)`` for every job, in ``workers`` spawned processes (one thread each), with a bar."""
+    bar = tqdm(total=len(jobs), desc=desc, unit="chunk", disable=not progress)
     if workers <= 1:
         for job in jobs:
-            _estimate_chunk(job)
+            work(job)
             bar.update()
     else:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for _ in pool.imap_unordered(_estimate_chunk, jobs):
+            for _ in pool.imap_unordered(work, jobs):
                 bar.update()
     bar.close()
-    return recipe.count
 
 
 def read_kernel_cache(folder: str | Path) -> tuple[dict, list[dict], np.ndarray, np.ndarray]:

@@ -196,7 +196,9 @@ class Prefetcher:
         try:
             while not self._stop.is_set():
                 raw = self.stream.next()
-                if self.pin:
+                if self.pin and hasattr(raw, "pin_memory"):
+                    raw = raw.pin_memory()
+                elif self.pin:
                     raw = RawBatch(**{k: v.pin_memory() if isinstance(v, torch.Tensor) else v
                                       for k, v in vars(raw).items()})
                 self._put((raw, self.stream.state_dict()))

@@ -2,6 +2,8 @@
 
 - ``gan``: a trained generator (the paper's method; the bundled weights or ``--weights``).
 - ``dcp``: blind deconvolution with the dark channel prior (Pan et al. 2016); no training.
+- ``hybrid``: ``dcp``, then a generator trained with the paper's losses to refine its
+  deconvolution (the bundled ``hybrid`` weights or ``--weights``).
 
 :func:`load_engine` builds one by name; everything else takes the engine it is given.
 """
@@ -14,13 +16,14 @@ from ..devices import resolve_device
 from .base import Restoration, Restorer, check_rgb
 from .dcp import DcpRestorer, DcpSettings
 from .gan import GanRestorer, TileSettingsError, bundled_gan_weights
+from .hybrid import HybridRestorer, bundled_hybrid_weights
 
-METHODS = ("gan", "dcp")
+METHODS = ("gan", "dcp", "hybrid")
 PRIORS = ("l0", "dark")  # kernel estimation: L0 gradients only, or dark channel + L0 gradients
 DEFAULT_METHOD = "gan"
 
-__all__ = ["METHODS", "PRIORS", "DEFAULT_METHOD", "DcpRestorer", "DcpSettings", "GanRestorer", "Restoration",
-           "Restorer", "TileSettingsError", "bundled_gan_weights", "check_rgb", "load_engine"]
+__all__ = ["METHODS", "PRIORS", "DEFAULT_METHOD", "DcpRestorer", "DcpSettings", "GanRestorer", "HybridRestorer", "Restoration",
+           "Restorer", "TileSettingsError", "bundled_gan_weights", "bundled_hybrid_weights", "check_rgb", "load_engine"]
 
 
 def load_engine(method: str | None = None, weights: str | os.PathLike | None = None, device: str = "auto",
@@ -45,4 +48,7 @@ def load_engine(method: str | None = None, weights: str | os.PathLike | None = N
     estimation = replace(settings.estimation, dark_channel=prior == "dark")
     if kernel_size is not None:
         estimation = replace(estimation, kernel_size=kernel_size)
-    return DcpRestorer(replace(settings, estimation=estimation), dev, progress=progress)
+    dcp = DcpRestorer(replace(settings, estimation=estimation), dev, progress=progress)
+    if method == "hybrid":
+        return HybridRestorer.load(dcp, weights, dev, tile=tile, overlap=overlap, half=half)
+    return dcp

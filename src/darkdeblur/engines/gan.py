@@ -94,14 +94,20 @@ class GanRestorer(Restorer):
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None, device: torch.device, tile: int | None = None,
-             overlap: int | None = None, half: bool = False, test_mode: str | None = None) -> GanRestorer:
-        """Strictly load ``weights`` (safetensors or checkpoint), or the bundled generator."""
+             overlap: int | None = None, half: bool = False, test_mode: str | None = None,
+             refiner: bool = False) -> GanRestorer:
+        """Strictly load ``weights`` (safetensors or checkpoint), or the bundled generator;
+        ``refiner`` says whether a hybrid refiner (blurred + deconvolved inputs) is expected."""
         path = Path(weights) if weights is not None else bundled_gan_weights()
         if weights is None and not path.is_file():
             raise FileNotFoundError(f"{path}: no bundled weights in this installation; pass --weights")
         if path.is_dir():
             raise FileNotFoundError(f"{path}: is a folder; --weights takes a .safetensors or .pt file")
         generator, cfg = load_generator(path, device, test_mode=test_mode)
+        if (cfg.model.inputs != "blurred") != refiner:
+            wanted = "--method hybrid" if not refiner else "--method gan"
+            raise ValueError(f"{path}: a {'hybrid refiner' if cfg.model.inputs != 'blurred' else 'gan'} "
+                             f"model (preset {cfg.preset}); use it with {wanted}")
         return cls(generator, cfg, device, tile=tile, overlap=overlap, half=half, weights=path)
 
     @torch.inference_mode()

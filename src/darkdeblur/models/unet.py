@@ -35,7 +35,9 @@ class UNetGenerator(nn.Module):
     """Maps blurred images (B, 3, H, W) in [0, 1] to restored images of the same shape and range.
 
     Any H, W work: the input is padded by reflection to a multiple of 2**depth and cropped back.
-    The [-1, 1] scaling the network was trained with stays inside this module.
+    The [-1, 1] scaling the network was trained with stays inside this module. With
+    ``cfg.inputs == "blurred+deconvolved"`` the input is (B, 6, H, W): the blurred photo, then
+    its deconvolution, which the global residual (and ``fallback_mix``) start from.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -45,7 +47,7 @@ class UNetGenerator(nn.Module):
         k, pad = cfg.kernel_size, cfg.kernel_size // 2
 
         self.encoder = nn.ModuleList()
-        in_ch = 3
+        in_ch = cfg.input_channels
         for level, width in enumerate(widths):
             layers: list[nn.Module] = []
             if level > 0:  # the first level sees raw pixels: no activation, no norm
@@ -75,11 +77,15 @@ class UNetGenerator(nn.Module):
             self.final_up = nn.Sequential(activation(cfg.decoder_activation),
                                           upsample_conv(cfg.upsample, in_ch, widths[0], k))
             self.output = nn.Sequential(activation(cfg.decoder_activation),
-                                        nn.Conv2d(widths[0] + 3, 3, 3, padding=1))
+                                        nn.Conv2d(widths[0] + cfg.input_channels, self.out_channels, 3, padding=1))
         else:
             self.final_up = nn.Sequential(activation(cfg.decoder_activation),
-                                          upsample_conv(cfg.upsample, in_ch, 3, k))
+                                          upsample_conv(cfg.upsample, in_ch, self.out_channels, k))
             self.output = nn.Identity()
+
+    @property
+    def out_channels(self) -> int:
+        return 4 if self.cfg.fallback_mix else 3  # the correction, and the share a
 
     @property
     def multiple(self) -> int:
@@ -94,7 +100,8 @@ class UNetGenerator(nn.Module):
 
     def forward(self, blurred: torch.Tensor) -> torch.Tensor:
         padded, (height, width) = pad_to_multiple(blurred, self.multiple)
-        x = padded * 2 - 1  # (B, 3, H', W') in [-1, 1]
+        x = padded * 2 - 1  # (B, 3 or 6, H', W') in [-1, 1]
+        base = x[:, -3:]  # what the residual starts from: the blurred photo or its deconvolution
         skips = []
         for block in self.encoder:
             x = block(x)
@@ -104,8 +111,11 @@ class UNetGenerator(nn.Module):
         x = self.final_up(x)
         if self.cfg.full_res_skip:
             x = self.output(torch.cat([x, padded * 2 - 1], dim=1))
+        if self.cfg.fallback_mix:
+            share, x = x[:, 3:], x[:, :3]
+            base = base + share * (padded[:, :3] * 2 - 1 - base)
         if self.cfg.global_residual:
-            x = x + (padded * 2 - 1)
+            x = x + base
             restored = x.clamp(-1, 1) if not self.training else x
             restored = (restored + 1) / 2
         else:

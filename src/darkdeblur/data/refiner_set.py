@@ -1,0 +1,186 @@
+"""Training crops for the hybrid refiner: (blurred, the dcp engine's deconvolution, sharp).
+
+Made once from a kernel cache (:mod:`darkdeblur.data.engine_kernels`): each crop is rebuilt from
+its index, quantised to 8 bits as a photo on disk would be, and deconvolved with the kernel the
+engine estimated on it, with the engine's noise-adaptive weight, channel by channel, exactly as
+:meth:`darkdeblur.engines.dcp.DcpRestorer.deconvolve_regions` does; where the engine refused a
+kernel the "deconvolution" is the blurred crop itself, as at inference. A crop, its noise and
+its kernel are fixed by its index, so its deconvolution is too: computing it once here (about
+0.3 s per crop on one thread) instead of in every batch is exact, and keeps the training steps
+for the network.
+
+Stored as uint8 chunks ``crops_00012.npy`` of shape (n, 3, crop, crop, 3) -- blurred,
+deconvolved, sharp -- which training memory-maps (both training processes share the pages).
+Chunks that exist are not redone, so an interrupted run continues. The last ``HELD_OUT`` crops
+are never trained on: they are the run's validation set.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..blur.nonblind import deconvolve, noise_adaptive_weight
+from ..pixels import to_tensor, to_uint8
+from ..safe_files import atomic_write
+from .engine_kernels import CHUNK, CropRecipe, draw_crop, read_kernel_cache, run_chunks
+from .folders import DataSources
+
+RECORD = "refiner-set.json"
+HELD_OUT = 64  # the last crops: validation only
+EXPONENT = 0.8  # the dcp engine's hyper-Laplacian exponent (DcpSettings.exponent)
+
+
+def is_refiner_set(folder: str | Path) -> bool:
+    return (Path(folder) / RECORD).is_file()
+
+
+def _sources(record: dict) -> DataSources:
+    return DataSources(pairs=[(Path(b), Path(s)) for b, s in record["pairs"]],
+                       sharp=[Path(p) for p in record["sharp"]])
+
+
+def deconvolve_crop(blurred: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (H, W, 3): the dcp engine's deconvolution with ``kernel``."""
+    if kernel is None:
+        return blurred.copy()
+    from ..engines.dcp import noise_sigma  # the engine's own estimate (imports scikit-image)
+
+    weight = noise_adaptive_weight(noise_sigma(blurred))
+    image = to_tensor(blurred)
+    k = torch.from_numpy(np.ascontiguousarray(kernel, np.float32))
+    channels = [deconvolve(image[:, c:c + 1], k, weight, EXPONENT) for c in range(3)]
+    return to_uint8(torch.cat(channels, 1).clamp(0, 1)[0])
+
+
+def _make_chunk(job: tuple) -> Path:
+    cache, out, chunk = job
+    torch.set_num_threads(1)
+    record, _, kernels, refused = read_kernel_cache(cache)
+    recipe, sources = CropRecipe(**record["recipe"]), _sources(record)
+    images: dict = {}
+    crops = []
+    for index in range(chunk * CHUNK, min((chunk + 1) * CHUNK, recipe.count)):
+        crop = draw_crop(recipe, sources, images, index)
+        blurred = to_uint8(crop["blurred"])
+        deconvolved = deconvolve_crop(blurred, None if refused[index] else kernels[index])
+        crops.append(np.stack([blurred, deconvolved, to_uint8(crop["sharp"])]))
+    path = Path(out) / f"crops_{chunk:05d}.npy"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+            np.save(f, np.stack(crops))
+
+    atomic_write(path, write)
+    return path
+
+
+def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, progress: bool = True) -> int:
+    """Write (or continue) the refiner's training crops under ``out``; return their number."""
+    cache, out = Path(cache), Path(out)
+    record, _, kernels, refused = read_kernel_cache(cache)
+    count = len(kernels)
+    out.mkdir(parents=True, exist_ok=True)
+    mine = {"kernel_cache": str(cache), "crops": count, "held_out": HELD_OUT, "crop": record["recipe"]["crop"],
+            "refused": int(refused.sum()), "exponent": EXPONENT, "cache_recipe": record}
+    recorded = out / RECORD
+    if recorded.is_file() and json.loads(recorded.read_text()) != mine:
+        raise ValueError(f"{out}: holds refiner crops made from another kernel cache; choose a new --out")
+    chunks = [c for c in range(-(-count // CHUNK)) if not (out / f"crops_{c:05d}.npy").is_file()]
+    jobs = [(cache, out, c) for c in chunks]
+    run_chunks(_make_chunk, jobs, workers, "deconvolving crops", progress)
+    recorded.write_text(json.dumps(mine, indent=2))  # last: a set with a record is complete
+    return count
+
+
+class RefinerCrops:
+    """The crops of a refiner set, memory-mapped: ``crops[i]`` is uint8 (3, crop, crop, 3)."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        if not is_refiner_set(folder):
+            raise FileNotFoundError(f"{folder}: not a complete refiner set (no {RECORD}); make one "
+                                    f"with darkdeblur make-data --refiner-set KERNEL_CACHE --out {folder}")
+        self.record = json.loads((folder / RECORD).read_text())
+        self.chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
+        self.count = sum(len(c) for c in self.chunks)
+        if self.count != self.record["crops"]:
+            raise ValueError(f"{folder}: {self.count} crops on disk, the record says {self.record['crops']}")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.chunks[index // CHUNK][index % CHUNK]
+
+    @property
+    def training(self) -> int:
+        """Crops ``0 .. training - 1`` are trained on, the rest are held out."""
+        return self.count - min(self.record["held_out"], self.count // 2)
+
+
+def dihedral(crop: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 flips/rotations of (..., H, W, C) pixels: blur, its kernel and its
+    deconvolution all turn together, so every one is a valid training sample."""
+    if code & 1:
+        crop = crop[..., :, ::-1, :]
+    if code & 2:
+        crop = crop[..., ::-1, :, :]
+    if code & 4:
+        crop = np.swapaxes(crop, -3, -2)
+    return crop
+
+
+class RefinerStream:
+    """Batches of random ``size`` windows of the training crops, for one rank; the state
+    (order and generator) goes in the checkpoint, like :class:`darkdeblur.data.BatchStream`."""
+
+    def __init__(self, crops: RefinerCrops, size: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        from .stream import ShardedOrder
+
+        self.crops, self.size, self.batch_size = crops, size, batch_size
+        self.rng = np.random.default_rng([seed, rank, 2])
+        self.order = ShardedOrder(crops.training, seed, rank, world)
+
+    def next(self) -> "RefinerBatch":
+        side = self.crops[0].shape[1]
+        size = min(self.size, side)
+        windows = []
+        for _ in range(self.batch_size):
+            crop = self.crops[self.order.next()]
+            top, left = (int(v) for v in self.rng.integers(0, side - size + 1, 2))
+            window = dihedral(crop[:, top:top + size, left:left + size], int(self.rng.integers(8)))
+            windows.append(np.ascontiguousarray(window))
+        stack = torch.from_numpy(np.stack(windows))  # (B, 3, size, size, 3)
+        return RefinerBatch(stack.permute(0, 1, 4, 2, 3).contiguous())
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "order": self.order.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order.load_state_dict(state["order"])
+
+
+class RefinerBatch:
+    """uint8 (B, 3 images, 3 channels, H, W): blurred, deconvolved, sharp."""
+
+    def __init__(self, pixels: torch.Tensor):
+        self.pixels = pixels
+
+    def pin_memory(self) -> "RefinerBatch":
+        return RefinerBatch(self.pixels.pin_memory())
+
+    def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(inputs (B, 6, H, W), sharp (B, 3, H, W)) float32 in [0, 1] on ``device``."""
+        pixels = self.pixels.to(device, non_blocking=True).float() / 255.0
+        return pixels[:, :2].flatten(1, 2).contiguous(), pixels[:, 2].contiguous()
+
+
+def refiner_validation(crops: RefinerCrops, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out crops, whole: (inputs (N, 6, crop, crop), sharp (N, 3, crop, crop))."""
+    held = range(crops.training, min(crops.training + count, len(crops)))
+    batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in held])).permute(0, 1, 4, 2, 3)
+    return RefinerBatch(batch.contiguous()).to_device(torch.device("cpu"))

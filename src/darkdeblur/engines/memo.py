@@ -1,0 +1,55 @@
+"""An engine whose restorations are kept on disk, keyed by the input's pixels and its settings.
+
+Scoring many refiners (checkpoints of a hybrid run, ablation arms) on the same photos would redo
+the same classical deconvolutions each time: 5 s per 1280x720 photo, against under a second
+for the refiner. Wrapped in :class:`MemoRestorer`, the classical engine pays once per photo.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..safe_files import atomic_write
+from .base import Restoration, Restorer
+
+
+class MemoRestorer(Restorer):
+    """``engine``'s restorations, remembered in ``folder`` (one ``.npz`` per photo)."""
+
+    def __init__(self, engine: Restorer, folder: str | Path):
+        self.engine, self.folder = engine, Path(folder)
+        self.method = engine.method
+        settings = json.dumps(engine.describe(), sort_keys=True) + repr(getattr(engine, "settings", ""))
+        self.key = hashlib.sha256(settings.encode()).hexdigest()[:12]
+
+    def __getattr__(self, name: str):  # the wrapped engine's stages and settings
+        if name == "engine":
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
+    def path(self, rgb: np.ndarray) -> Path:
+        depth = "" if rgb.dtype == np.uint8 else rgb.dtype.str  # 16-bit photos hash apart
+        digest = hashlib.sha256(rgb.tobytes() + (repr(rgb.shape) + depth).encode()).hexdigest()[:24]
+        return self.folder / f"{self.key}-{digest}.npz"
+
+    def restore_checked(self, rgb: np.ndarray) -> Restoration:
+        path = self.path(rgb)
+        if path.is_file():
+            with np.load(path) as saved:
+                kernel = saved["kernel"] if saved["kernel"].size else None
+                return Restoration(saved["image"], kernel, json.loads(str(saved["warnings"])))
+        result = self.engine.restore_checked(rgb)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+                np.savez(f, image=result.image, warnings=json.dumps(result.warnings),
+                         kernel=result.kernel if result.kernel is not None else np.zeros(0, np.float32))
+
+        atomic_write(path, write)
+        return result
+
+    def describe(self) -> dict:
+        return self.engine.describe()
