@@ -105,3 +105,10 @@ def test_an_even_kernel_size_is_a_usage_error(tmp_path, pair, capsys):
     Image.fromarray(pair[0]).save(source)
     assert main(["deblur", str(source), "-o", str(tmp_path / "o"), "--method", "dcp", "--kernel-size", "24"]) == 2
     assert "even" in capsys.readouterr().err
+
+
+def test_the_engine_built_bare_is_the_engine_users_get():
+    # Scripts that build DcpRestorer() directly must measure what `--method dcp` runs (L0 prior).
+    from darkdeblur.engines import DcpRestorer, load_engine
+    assert DcpRestorer().settings == load_engine("dcp", device="cpu").settings
+    assert not DcpRestorer().settings.estimation.dark_channel

@@ -89,7 +89,7 @@ def test_refiner_crops_hold_the_engines_deconvolution(refiner_set):
     _, _, kernels, refused = read_kernel_cache(refiner_set / "cache")
     crops = RefinerCrops(refiner_set / "set")
     assert len(crops) == 6 and crops[0].shape == (3, 64, 64, 3) and crops[0].dtype == np.uint8
-    assert crops.training == 3  # at most half is held out
+    assert crops.training == [0, 1, 2] and crops.held_out == [3, 4, 5]  # at most half is held out
     for index in range(len(crops)):
         blurred, deconvolved, _ = np.asarray(crops[index]).astype(int)
         if refused[index]:
@@ -111,7 +111,7 @@ def test_a_refiner_set_continues_and_refuses_another_cache(refiner_set, tmp_path
 def test_the_stream_never_draws_held_out_crops_and_resumes_exactly(refiner_set):
     crops = RefinerCrops(refiner_set / "set")
     stream = RefinerStream(crops, size=32, batch_size=4, seed=0)
-    held = {np.asarray(crops[i]).tobytes() for i in range(crops.training, len(crops))}
+    held = {np.asarray(crops[i]).tobytes() for i in crops.held_out}
     stream.next()
     state = stream.state_dict()
     first = stream.next().pixels
@@ -120,7 +120,30 @@ def test_the_stream_never_draws_held_out_crops_and_resumes_exactly(refiner_set):
     assert first.shape == (4, 3, 3, 32, 32)
     inputs, sharp = refiner_validation(crops)
     assert inputs.shape == (3, 6, 64, 64) and sharp.shape == (3, 3, 64, 64)
-    assert all(np.asarray(crops[i]).tobytes() in held for i in range(crops.training, len(crops)))
+
+    class Recording(RefinerCrops):
+        def __getitem__(self, index):
+            drawn.append(index)
+            return super().__getitem__(index)
+
+    drawn: list[int] = []
+    recording = Recording(refiner_set / "set")
+    stream = RefinerStream(recording, size=32, batch_size=4, seed=0)
+    drawn.clear()
+    for _ in range(10):
+        stream.next()
+    # every crop is drawn (an epoch is 3 crops), and never a held-out one
+    assert set(drawn) == set(crops.training) and not set(drawn) & set(crops.held_out)
+
+
+def test_a_run_trains_on_several_sets_and_validates_on_the_first(refiner_set):
+    build_refiner_set(refiner_set / "cache", refiner_set / "again", workers=1, progress=False)
+    first = RefinerCrops(refiner_set / "set")
+    both = RefinerCrops(refiner_set / "set", refiner_set / "again")
+    assert len(both) == 2 * len(first) and both.held_out == first.held_out
+    # the second set's crops of held-out indices are not trained on either
+    assert both.training == first.training + [len(first) + i for i in first.training]
+    np.testing.assert_array_equal(both[len(first)], first[0])
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="Gaussian noise on blurred inputs, variance ~ U(0, this) (paper: 0.002)")
     p.add_argument("--adv-warmup-steps", type=int,
                    help="steps on content losses only before the adversarial term starts")
+    p.add_argument("--adv-weight", type=float,
+                   help="weight of the adversarial term (the paper's 1; 0 trains without the discriminator)")
     p.add_argument("--dark-weight", type=float,
                    help="weight of the dark-channel loss (the paper's 250; 0 for its ablation)")
     p.add_argument("--seed", type=int)
@@ -130,6 +132,10 @@ def _parser() -> argparse.ArgumentParser:
                              "~0.3 s per crop per worker); an interrupted run continues")
     p.add_argument("--count", type=_int_in(1, 10**7), default=4000,
                    help="with --estimate-kernels: number of crops (default 4000)")
+    p.add_argument("--max-noise-variance", type=float, default=0.002,
+                   help="with --estimate-kernels: noise variance ~ U(0, this) on synthetic crops (default 0.002)")
+    p.add_argument("--pair-fraction", type=float, default=0.25,
+                   help="with --estimate-kernels: share of crops from real blurred/sharp pairs (default 0.25)")
     p.add_argument("--crop", type=_int_in(64, 4096), default=256,
                    help="with --estimate-kernels: crop side in pixels (default 256)")
     p.add_argument("--workers", type=_int_in(1, 256), default=2,
@@ -300,6 +306,8 @@ def _cmd_train(args) -> int:
         cfg = replace(cfg, loss=replace(cfg.loss, adv_warmup_steps=args.adv_warmup_steps))
     if args.dark_weight is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, lambda_dark=args.dark_weight))
+    if args.adv_weight is not None:
+        cfg = replace(cfg, loss=replace(cfg.loss, lambda_adv=args.adv_weight))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,
@@ -339,7 +347,8 @@ def _cmd_make_data(args) -> int:
         sources = DataSources()
         for folder in args.estimate_kernels:
             sources.extend(discover(folder, "auto"))
-        recipe = CropRecipe(count=args.count, crop=args.crop, seed=args.seed)
+        recipe = CropRecipe(count=args.count, crop=args.crop, seed=args.seed, pair_fraction=args.pair_fraction,
+                            max_noise_variance=args.max_noise_variance)
         n = estimate_training_kernels(sources, out, recipe, workers=args.workers)
         print(f"darkdeblur make-data: kernel cache of {n} crops in {out}")
         return 0

@@ -116,10 +116,8 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
     if cfg.model.inputs == "blurred+deconvolved":
         crops = _refiner_crops(data)
-        source = TrainingSource(f"{crops.training} refiner crops of {crops.record['crop']} px "
-                                f"({crops.record['refused']} with a refused kernel; "
-                                f"{len(crops) - crops.training} held out for validation)",
-                                crops.training, tuple(t.to(dev) for t in refiner_validation(crops)))
+        source = TrainingSource(crops.describe(), len(crops.training),
+                                tuple(t.to(dev) for t in refiner_validation(crops)))
         stream = RefinerStream(crops, tc.crop, tc.batch_size, tc.seed, ctx.rank, ctx.world)
         batches = lambda raw: raw.to_device(dev)  # noqa: E731
     else:
@@ -147,12 +145,12 @@ class TrainingSource:
 
 
 def _refiner_crops(data) -> RefinerCrops:
-    """A hybrid refiner trains on one refiner set (``make-data --refiner-set``)."""
-    if len(data) != 1 or not is_refiner_set(data[0]):
-        raise TrainingError(f"preset hybrid trains on one refiner set made by 'darkdeblur make-data "
+    """A hybrid refiner trains on refiner sets (``make-data --refiner-set``)."""
+    if not all(is_refiner_set(folder) for folder in data):
+        raise TrainingError(f"preset hybrid trains on refiner sets made by 'darkdeblur make-data "
                             f"--refiner-set KERNEL_CACHE --out FOLDER'; got {', '.join(map(str, data))}")
     try:
-        return RefinerCrops(data[0])
+        return RefinerCrops(*data)
     except (OSError, ValueError) as err:
         raise TrainingError(str(err)) from None
 

@@ -12,7 +12,13 @@ for the network.
 Stored as uint8 chunks ``crops_00012.npy`` of shape (n, 3, crop, crop, 3) -- blurred,
 deconvolved, sharp -- which training memory-maps (both training processes share the pages).
 Chunks that exist are not redone, so an interrupted run continues. The last ``HELD_OUT`` crops
-are never trained on: they are the run's validation set.
+of the kernel cache are never trained on: they are the run's validation set.
+
+A run can train on several sets (``--data SET OTHER_SET``, e.g. one from a cache of clean
+crops); validation stays on the first one's held-out crops. (Clean copies of noisy crops,
+deconvolved with the kernels estimated on the noisy ones, are no substitute: those kernels are
+worse than a clean photo's, and the sharp deconvolution a clean photo gets rings with them,
+-0.8 dB below the blurred crop on average; see docs/training-notes.md.)
 """
 from __future__ import annotations
 
@@ -29,7 +35,8 @@ from .engine_kernels import CHUNK, CropRecipe, draw_crop, read_kernel_cache, run
 from .folders import DataSources
 
 RECORD = "refiner-set.json"
-HELD_OUT = 64  # the last crops: validation only
+PLAN = "refiner-set.plan.json"  # written first; the record, written last, says the set is complete
+HELD_OUT = 64  # the kernel cache's last crops: validation only
 EXPONENT = 0.8  # the dcp engine's hyper-Laplacian exponent (DcpSettings.exponent)
 
 
@@ -56,14 +63,14 @@ def deconvolve_crop(blurred: np.ndarray, kernel: np.ndarray | None) -> np.ndarra
 
 
 def _make_chunk(job: tuple) -> Path:
-    cache, out, chunk = job
+    cache, out, chunk, indices = job
     torch.set_num_threads(1)
     record, _, kernels, refused = read_kernel_cache(cache)
     recipe, sources = CropRecipe(**record["recipe"]), _sources(record)
     images: dict = {}
     crops = []
-    for index in range(chunk * CHUNK, min((chunk + 1) * CHUNK, recipe.count)):
-        crop = draw_crop(recipe, sources, images, index)
+    for index in indices:
+        crop = draw_crop(recipe, sources, images, int(index))
         blurred = to_uint8(crop["blurred"])
         deconvolved = deconvolve_crop(blurred, None if refused[index] else kernels[index])
         crops.append(np.stack([blurred, deconvolved, to_uint8(crop["sharp"])]))
@@ -80,45 +87,67 @@ def _make_chunk(job: tuple) -> Path:
 def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, progress: bool = True) -> int:
     """Write (or continue) the refiner's training crops under ``out``; return their number."""
     cache, out = Path(cache), Path(out)
-    record, _, kernels, refused = read_kernel_cache(cache)
-    count = len(kernels)
+    record, meta, kernels, refused = read_kernel_cache(cache)
+    indices = np.array([m["index"] for m in meta])  # the crops' indices in the kernel cache
     out.mkdir(parents=True, exist_ok=True)
-    mine = {"kernel_cache": str(cache), "crops": count, "held_out": HELD_OUT, "crop": record["recipe"]["crop"],
-            "refused": int(refused.sum()), "exponent": EXPONENT, "cache_recipe": record}
-    recorded = out / RECORD
-    if recorded.is_file() and json.loads(recorded.read_text()) != mine:
-        raise ValueError(f"{out}: holds refiner crops made from another kernel cache; choose a new --out")
-    chunks = [c for c in range(-(-count // CHUNK)) if not (out / f"crops_{c:05d}.npy").is_file()]
-    jobs = [(cache, out, c) for c in chunks]
+    mine = {"kernel_cache": str(cache), "crops": len(indices),
+            "held_out_from_index": len(kernels) - min(HELD_OUT, len(kernels) // 2), "crop": record["recipe"]["crop"],
+            "refused": int(refused[indices].sum()), "exponent": EXPONENT, "cache_recipe": record}
+    for name in (RECORD, PLAN):
+        if (out / name).is_file() and json.loads((out / name).read_text()) != mine:
+            raise ValueError(f"{out}: holds refiner crops made from another kernel cache; choose a new --out")
+    (out / PLAN).write_text(json.dumps(mine, indent=2))
+    np.save(out / "indices.npy", indices)
+    jobs = [(cache, out, c, indices[c * CHUNK:(c + 1) * CHUNK]) for c in range(-(-len(indices) // CHUNK))
+            if not (out / f"crops_{c:05d}.npy").is_file()]
     run_chunks(_make_chunk, jobs, workers, "deconvolving crops", progress)
-    recorded.write_text(json.dumps(mine, indent=2))  # last: a set with a record is complete
-    return count
+    (out / RECORD).write_text(json.dumps(mine, indent=2))  # last: a set with a record is complete
+    return len(indices)
 
 
 class RefinerCrops:
-    """The crops of a refiner set, memory-mapped: ``crops[i]`` is uint8 (3, crop, crop, 3)."""
+    """The crops of one or more refiner sets, memory-mapped: ``crops[i]`` is uint8
+    (3, crop, crop, 3); ``training`` lists the crops trained on, ``held_out`` the first set's
+    validation crops (the kernel cache's last ``HELD_OUT``, never trained on in any set)."""
 
-    def __init__(self, folder: str | Path):
-        folder = Path(folder)
-        if not is_refiner_set(folder):
-            raise FileNotFoundError(f"{folder}: not a complete refiner set (no {RECORD}); make one "
-                                    f"with darkdeblur make-data --refiner-set KERNEL_CACHE --out {folder}")
-        self.record = json.loads((folder / RECORD).read_text())
-        self.chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
-        self.count = sum(len(c) for c in self.chunks)
-        if self.count != self.record["crops"]:
-            raise ValueError(f"{folder}: {self.count} crops on disk, the record says {self.record['crops']}")
+    def __init__(self, *folders: str | Path):
+        self.chunks, self.training, self.held_out = [], [], []
+        self.records = []
+        for number, folder in enumerate(map(Path, folders)):
+            if not is_refiner_set(folder):
+                raise FileNotFoundError(f"{folder}: not a complete refiner set (no {RECORD}); make one with "
+                                        f"darkdeblur make-data --refiner-set KERNEL_CACHE --out {folder}")
+            record = json.loads((folder / RECORD).read_text())
+            chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
+            indices = np.load(folder / "indices.npy")
+            if sum(len(c) for c in chunks) != record["crops"] or len(indices) != record["crops"]:
+                raise ValueError(f"{folder}: {sum(len(c) for c in chunks)} crops on disk, the record says "
+                                 f"{record['crops']}")
+            start = len(self)
+            for position, index in enumerate(indices):
+                held = index >= record["held_out_from_index"]
+                if not held:
+                    self.training.append(start + position)
+                elif number == 0:
+                    self.held_out.append(start + position)
+            self.chunks += [(c, start + k * CHUNK) for k, c in enumerate(chunks)]
+            self.records.append(record)
+        self.record = self.records[0]
 
     def __len__(self) -> int:
-        return self.count
+        return sum(len(c) for c, _ in self.chunks)
 
     def __getitem__(self, index: int) -> np.ndarray:
-        return self.chunks[index // CHUNK][index % CHUNK]
+        for chunk, start in self.chunks:
+            if start <= index < start + len(chunk):
+                return chunk[index - start]
+        raise IndexError(index)
 
-    @property
-    def training(self) -> int:
-        """Crops ``0 .. training - 1`` are trained on, the rest are held out."""
-        return self.count - min(self.record["held_out"], self.count // 2)
+    def describe(self) -> str:
+        sets = " + ".join(f"{r['crops']} from {r['kernel_cache']}" for r in self.records)
+        refused = sum(r["refused"] for r in self.records)
+        return (f"{len(self.training)} refiner crops of {self.record['crop']} px ({sets}; {refused} with a "
+                f"refused kernel; {len(self.held_out)} held out for validation)")
 
 
 def dihedral(crop: np.ndarray, code: int) -> np.ndarray:
@@ -141,15 +170,16 @@ class RefinerStream:
         from .stream import ShardedOrder
 
         self.crops, self.size, self.batch_size = crops, size, batch_size
+        self.side = crops[0].shape[1]
         self.rng = np.random.default_rng([seed, rank, 2])
-        self.order = ShardedOrder(crops.training, seed, rank, world)
+        self.order = ShardedOrder(len(crops.training), seed, rank, world)
 
     def next(self) -> "RefinerBatch":
-        side = self.crops[0].shape[1]
+        side = self.side
         size = min(self.size, side)
         windows = []
         for _ in range(self.batch_size):
-            crop = self.crops[self.order.next()]
+            crop = self.crops[self.crops.training[self.order.next()]]
             top, left = (int(v) for v in self.rng.integers(0, side - size + 1, 2))
             window = dihedral(crop[:, top:top + size, left:left + size], int(self.rng.integers(8)))
             windows.append(np.ascontiguousarray(window))
@@ -181,6 +211,5 @@ class RefinerBatch:
 
 def refiner_validation(crops: RefinerCrops, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out crops, whole: (inputs (N, 6, crop, crop), sharp (N, 3, crop, crop))."""
-    held = range(crops.training, min(crops.training + count, len(crops)))
-    batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in held])).permute(0, 1, 4, 2, 3)
+    batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in crops.held_out[:count]])).permute(0, 1, 4, 2, 3)
     return RefinerBatch(batch.contiguous()).to_device(torch.device("cpu"))

@@ -39,7 +39,9 @@ LUMA = (0.299, 0.587, 0.114)
 class DcpSettings:
     """Settings of the classical engine (``kernel_size`` is at the working resolution)."""
 
-    estimation: EstimationSettings = field(default_factory=EstimationSettings)
+    # L0 gradients by default, as ``load_engine("dcp")`` and the CLI: the dark-channel variant
+    # (``--prior dark``) was slower and weaker here (benchmarks/RESULTS.md)
+    estimation: EstimationSettings = field(default_factory=lambda: EstimationSettings(dark_channel=False))
     working_side: int = 1280   # longer side at which the kernel is estimated
     region: int = 512          # side of the regions that get a kernel each (working resolution)
     region_overlap: int = 128  # overlap of neighbouring regions, blended smoothly
