@@ -1,4 +1,4 @@
-"""The bundled model: present in the package, intact, loadable strictly, and used by default."""
+"""The bundled generator of ``--method gan``: present in the package, intact, loadable strictly."""
 import json
 
 import numpy as np
@@ -41,13 +41,14 @@ def test_record_states_its_training_budget_and_metrics():
         assert {"protocol", "psnr", "psnr_input", "ssim", "ssim_input"} <= set(record["metrics"][name])
 
 
-def test_deblur_uses_the_bundled_model_by_default():
+def test_the_gan_engine_uses_the_bundled_generator():
     from PIL import Image
     from conftest import small_photo
     photo = small_photo("chelsea", (70, 50))
-    restored = darkdeblur.deblur(Image.fromarray(photo))
+    restored = darkdeblur.deblur(Image.fromarray(photo), method="gan")
     assert isinstance(restored, Image.Image) and restored.size == (70, 50)
-    model = darkdeblur.load_model(device="cpu")
+    model = darkdeblur.load_model(device="cpu", method="gan")
+    assert model.weights == bundled_weights_path()
     expected = model(photo)
     assert np.array_equal(np.asarray(restored), expected)
     assert not np.array_equal(expected, photo)  # it changes the image

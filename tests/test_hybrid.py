@@ -35,6 +35,17 @@ def test_an_untrained_refiner_returns_the_deconvolution_exactly():
     torch.testing.assert_close(out, deconvolved, rtol=0, atol=1e-6)
 
 
+def test_a_grey_correction_changes_no_colour():
+    refiner = build_generator(replace(REFINER, grey_correction=True))
+    init_normal(refiner, 0.5)  # a large random correction
+    refiner.eval()
+    grey = torch.rand(1, 1, 32, 32).expand(1, 3, 32, 32)
+    with torch.no_grad():
+        out = refiner(torch.cat([grey, grey.flip(-1)], 1))
+    assert float((out - out.mean(1, keepdim=True)).abs().max()) < 1e-6  # every channel equal
+    assert float((out - grey.flip(-1)).abs().max()) > 0.01  # yet it changed the image
+
+
 def test_the_fallback_share_moves_the_output_to_the_blurred_photo():
     refiner = build_generator(REFINER)
     refiner.zero_init_output()
@@ -48,10 +59,12 @@ def test_the_fallback_share_moves_the_output_to_the_blurred_photo():
     torch.testing.assert_close(out, blurred, rtol=0, atol=1e-6)
 
 
-def test_the_hybrid_preset_is_the_papers_losses_on_a_six_channel_refiner():
+def test_the_hybrid_preset_is_the_papers_losses_on_a_six_channel_refiner_with_a_light_adversary():
     cfg = hybrid()
     assert cfg.model.input_channels == 6 and cfg.model.fallback_mix and cfg.model.global_residual
-    assert (cfg.loss.lambda_adv, cfg.loss.lambda_l1, cfg.loss.lambda_dark) == (1.0, 100.0, 250.0)
+    assert cfg.model.grey_correction
+    assert (cfg.loss.lambda_l1, cfg.loss.lambda_dark) == (100.0, 250.0) and cfg.loss.adversarial == "bce"
+    assert 0 < cfg.loss.lambda_adv < 1  # the paper's 1 lowered every dev number (training notes)
     assert cfg.train.generator_steps == 2 and cfg.train.critic_steps == 1
     assert cfg.train.max_noise_variance == 0.0  # the crops carry their noise from before estimation
 
@@ -228,3 +241,16 @@ def test_a_remembered_engine_restores_each_photo_once(tmp_path):
     assert again.warnings == ["note"]
     memo.restore(other)
     assert Counting.calls == 2  # another photo is another entry
+
+
+def test_weights_choose_their_own_engine_when_no_method_is_given(refiner_weights, tiny_weights, tmp_path):
+    from darkdeblur.engines import DEFAULT_METHOD, GanRestorer, resolve_method
+    assert resolve_method(None, refiner_weights) == "hybrid"
+    assert resolve_method(None, tiny_weights) == "gan"
+    assert resolve_method("dcp", refiner_weights) == "dcp"  # an explicit method is kept
+    assert resolve_method(None, None) == DEFAULT_METHOD
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not weights")
+    assert resolve_method(None, broken) == DEFAULT_METHOD  # loading it will say what is wrong
+    assert isinstance(load_engine(weights=refiner_weights, device="cpu"), HybridRestorer)
+    assert isinstance(load_engine(weights=tiny_weights, device="cpu"), GanRestorer)

@@ -98,6 +98,17 @@ def read_weights_metadata(path: str | os.PathLike) -> dict[str, str]:
         return dict(f.metadata() or {})
 
 
+def weights_config(path: str | os.PathLike) -> RunConfig | None:
+    """The config a weights file or checkpoint was trained with, or None if it cannot be read
+    (loading it then says why)."""
+    try:
+        if Path(path).suffix == ".safetensors":
+            return RunConfig.from_dict(json.loads(read_weights_metadata(path)["config"]))
+        return RunConfig.from_dict(load_checkpoint(path)["config"])
+    except Exception:  # noqa: BLE001 - any unreadable file: the loader reports it properly
+        return None
+
+
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
                    test_mode: str | None = None) -> tuple[nn.Module, RunConfig]:
     """Build and strictly load a generator from a weights file or a training checkpoint.

@@ -184,7 +184,7 @@ def _add_engine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=METHODS, default=None,
                    help=f"gan: the trained dark-channel GAN; dcp: blind deconvolution with the dark "
                         f"channel prior, no training; hybrid: dcp, then a GAN-trained refiner of its "
-                        f"deconvolution (default: {DEFAULT_METHOD})")
+                        f"deconvolution (default: the one --weights were trained for, else {DEFAULT_METHOD})")
     p.add_argument("--weights", help="weights file for gan or the hybrid refiner (default: the bundled ones)")
     p.add_argument("--prior", choices=PRIORS, default="l0",
                    help="dcp kernel estimation: l0 (L0 gradients; default, faster) or dark "
@@ -387,13 +387,13 @@ def _cmd_serve(args) -> int:
         print("darkdeblur serve: needs Starlette and uvicorn: pip install 'darkdeblur[serve]'", file=sys.stderr)
         return 2
     from .devices import resolve_device
-    from .engines import DEFAULT_METHOD, METHODS, load_engine
+    from .engines import METHODS, load_engine, resolve_method
     from .serve import create_app
     from .serve.server import ServeError, run
     if args.max_megapixels <= 0 or args.max_upload_mb <= 0:
         print("darkdeblur serve: --max-megapixels and --max-upload-mb must be positive", file=sys.stderr)
         return 2
-    device, method = resolve_device(args.device), args.method or DEFAULT_METHOD
+    device, method = resolve_device(args.device), resolve_method(args.method, args.weights)
 
     def engine(name: str):
         # --weights belong to --method; the page's other methods use their bundled weights

@@ -20,10 +20,23 @@ from .hybrid import HybridRestorer, bundled_hybrid_weights
 
 METHODS = ("gan", "dcp", "hybrid")
 PRIORS = ("l0", "dark")  # kernel estimation: L0 gradients only, or dark channel + L0 gradients
-DEFAULT_METHOD = "gan"
+DEFAULT_METHOD = "hybrid"  # the best on the real dev photos (benchmarks/RESULTS.md)
 
 __all__ = ["METHODS", "PRIORS", "DEFAULT_METHOD", "DcpRestorer", "DcpSettings", "GanRestorer", "HybridRestorer", "Restoration",
-           "Restorer", "TileSettingsError", "bundled_gan_weights", "bundled_hybrid_weights", "check_rgb", "load_engine"]
+           "Restorer", "TileSettingsError", "bundled_gan_weights", "bundled_hybrid_weights", "check_rgb", "load_engine", "resolve_method"]
+
+
+def resolve_method(method: str | None, weights: str | os.PathLike | None) -> str:
+    """``method``, or the one ``weights`` were trained for (weights describe themselves: a hybrid
+    refiner's config says it takes the deconvolution too), or the bundled default."""
+    if method:
+        return method
+    if weights is not None:
+        from ..checkpoint import weights_config
+        cfg = weights_config(weights)
+        if cfg is not None:
+            return "hybrid" if cfg.model.inputs != "blurred" else "gan"
+    return DEFAULT_METHOD
 
 
 def load_engine(method: str | None = None, weights: str | os.PathLike | None = None, device: str = "auto",
@@ -36,7 +49,7 @@ def load_engine(method: str | None = None, weights: str | os.PathLike | None = N
     ``kernel_size`` (odd, at the working resolution) and ``prior`` (see ``PRIORS``) concern
     engines that estimate a kernel.
     """
-    method = method or DEFAULT_METHOD
+    method = resolve_method(method, weights)
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if prior not in PRIORS:

@@ -114,6 +114,8 @@ class UNetGenerator(nn.Module):
         if self.cfg.fallback_mix:
             share, x = x[:, 3:], x[:, :3]
             base = base + share * (padded[:, :3] * 2 - 1 - base)
+        if self.cfg.grey_correction:
+            x = x.mean(1, keepdim=True).expand_as(x)
         if self.cfg.global_residual:
             x = x + base
             restored = x.clamp(-1, 1) if not self.training else x
