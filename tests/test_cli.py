@@ -228,3 +228,9 @@ def test_debug_is_accepted_after_the_command(tmp_path, weights, capsys):
     assert "Traceback" in capsys.readouterr().err
     assert main(["deblur", str(tmp_path / "bad.png"), "-o", str(tmp_path / "out"), "--weights", str(weights)]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_eval_of_a_missing_pairs_folder_is_a_usage_error(tmp_path, capsys):
+    assert main(["eval", "--method", "dcp", "--pairs", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and len(err.strip().splitlines()) == 1

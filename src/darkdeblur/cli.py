@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export the generator to ONNX")
     p.add_argument("--onnx", required=True, help="ONNX file to write (dynamic batch, height, width)")
     p.add_argument("--weights", help="weights file (default: the bundled model)")
-    p.add_argument("--method", default="gan", help="gan (default; dcp has no network to export)")
+    p.add_argument("--method", default="gan", help="gan (default; dcp and hybrid have no single network to export)")
     p.add_argument("--opset", type=_int_in(11, 30), default=17, help="ONNX opset (default 17)")
 
     p = sub.add_parser("train", help="train a model")
@@ -323,9 +323,13 @@ def _cmd_train(args) -> int:
 
 def _cmd_eval(args) -> int:
     from .data import find_pairs
+    from .deblur_files import UsageError
     from .evaluate import evaluate_pairs, format_summary, write_csv, write_json
     model = _engine(args, test_mode=args.bn_mode, **_engine_options(args))
-    pairs = find_pairs(args.pairs, args.layout)
+    try:  # a folder that is not there, or holds no pairs, is a usage error: nothing was scored
+        pairs = find_pairs(args.pairs, args.layout)
+    except FileNotFoundError as err:
+        raise UsageError(_first_line(err)) from err
     summary = evaluate_pairs(model, pairs, args.protocol)
     summary["engine"] = model.describe()
     print(format_summary(summary, label=f"{args.pairs} ({model.method}): "))
