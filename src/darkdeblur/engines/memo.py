@@ -25,11 +25,6 @@ class MemoRestorer(Restorer):
         settings = json.dumps(engine.describe(), sort_keys=True) + repr(getattr(engine, "settings", ""))
         self.key = hashlib.sha256(settings.encode()).hexdigest()[:12]
 
-    def __getattr__(self, name: str):  # the wrapped engine's stages and settings
-        if name == "engine":
-            raise AttributeError(name)
-        return getattr(self.engine, name)
-
     def path(self, rgb: np.ndarray) -> Path:
         depth = "" if rgb.dtype == np.uint8 else rgb.dtype.str  # 16-bit photos hash apart
         digest = hashlib.sha256(rgb.tobytes() + (repr(rgb.shape) + depth).encode()).hexdigest()[:24]
