@@ -13,7 +13,16 @@ def test_conv2d_matches_hand_count():
     # 10x12 output pixels x 8 out x 3 in x 3x3 = 25 920
     conv = nn.Conv2d(3, 8, 3, padding=1)
     assert count_macs(conv, torch.zeros(1, 3, 10, 12)) == {
-        "Conv2d": 25_920, "ConvTranspose2d": 0, "Linear": 0, "total": 25_920}
+        "Conv2d": 25_920, "ConvTranspose2d": 0, "Linear": 0, "SubpixelConv": 0, "total": 25_920}
+
+
+def test_a_subpixel_conv_counts_its_low_resolution_convolution():
+    from darkdeblur.models.inference_form import SubpixelConv
+
+    # nearest 2x then 3x3 conv on 10x12: 20x24 px x 8 x 3 x 9 = 103 680; rewritten, one 2x2 conv
+    # with 4 x 8 outputs over the 11x13 positions of the zero-padded input: 143 x 32 x 3 x 4 = 54 912
+    layer = SubpixelConv(nn.Conv2d(3, 8, 3, padding=1))
+    assert count_macs(layer, torch.zeros(1, 3, 10, 12))["SubpixelConv"] == 54_912
 
 
 def test_strided_grouped_conv2d_counts_output_pixels_and_divides_by_groups():

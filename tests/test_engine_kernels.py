@@ -63,3 +63,37 @@ def test_a_cache_with_another_recipe_is_refused(sources, tmp_path):
     with pytest.raises(ValueError, match="another recipe"):
         estimate_training_kernels(sources, out, other, kernel_size=7, workers=1, progress=False)
     assert json.loads((out / "recipe.json").read_text())["recipe"]["seed"] == 1
+
+
+def test_region_crops_are_the_engines_textured_window_of_their_region(sources):
+    from darkdeblur.engines.dcp import DcpRestorer, DcpSettings
+    from darkdeblur.pixels import to_uint8
+
+    recipe = CropRecipe(count=3, crop=32, seed=1, kernel_canvas=15, min_length=6, max_length=10, region=72)
+    finder = DcpRestorer(DcpSettings(crop=32))
+    for index in range(4):
+        crop = draw_crop(recipe, sources, {}, index)
+        region, (row, col) = crop["around"], crop["at"]
+        assert region.shape == (3, 72, 72) and crop["blurred"].shape == (3, 32, 32) == crop["sharp"].shape
+        rows, cols = finder.textured_window(finder.luminance(to_uint8(region)))
+        assert (rows.start, cols.start) == (row, col)
+        torch.testing.assert_close(crop["blurred"], region[:, row:row + 32, col:col + 32], rtol=0, atol=0)
+        # the crop is the region's most textured window: no other window has more edges
+        energy = lambda w: float((w[:, 1:] - w[:, :-1]).abs().mean() + (w[:, :, 1:] - w[:, :, :-1]).abs().mean())  # noqa: E731
+        assert energy(crop["blurred"]) >= max(energy(region[:, :32, :32]), energy(region[:, -32:, -32:])) - 1e-3
+
+
+def test_random_window_crops_are_unchanged_by_the_region_field(sources):
+    # region=0 (the first caches' recipe) must draw exactly the crops those caches were made from
+    crop = draw_crop(RECIPE, sources, {}, 2)
+    assert crop["at"] == (0, 0) and crop["around"] is crop["blurred"]
+    assert CropRecipe().region == 0
+
+
+def test_a_cache_written_before_the_region_field_still_continues(sources, tmp_path):
+    out = tmp_path / "cache"
+    estimate_training_kernels(sources, out, RECIPE, kernel_size=7, workers=1, progress=False)
+    record = json.loads((out / "recipe.json").read_text())
+    del record["recipe"]["region"]  # as the caches committed before the field existed
+    (out / "recipe.json").write_text(json.dumps(record))
+    assert estimate_training_kernels(sources, out, RECIPE, kernel_size=7, workers=1, progress=False) == 3

@@ -112,6 +112,34 @@ def test_refiner_crops_hold_the_engines_deconvolution(refiner_set):
     assert not all(refused)
 
 
+def test_region_crops_are_deconvolved_inside_their_region(tmp_path, sharp_folder):
+    from darkdeblur.data.engine_kernels import draw_crop
+    from darkdeblur.data.refiner_set import CONTEXT, deconvolve_in_context
+    from darkdeblur.pixels import to_uint8
+
+    sources = DataSources(sharp=sorted(sharp_folder.glob("*.png")))
+    recipe = CropRecipe(count=4, crop=56, seed=5, kernel_canvas=15, min_length=6, max_length=12,
+                        region=80, pair_fraction=0.0)
+    estimate_training_kernels(sources, tmp_path / "cache", recipe, kernel_size=9, workers=1, progress=False)
+    build_refiner_set(tmp_path / "cache", tmp_path / "set", workers=1, progress=False)
+    crops = RefinerCrops(tmp_path / "set")
+    assert crops.record["context"] == CONTEXT and crops[0].shape == (3, 56, 56, 3)
+    _, _, kernels, refused = read_kernel_cache(tmp_path / "cache")
+    checked = 0
+    for index in range(4):
+        if refused[index]:
+            continue
+        drawn = draw_crop(recipe, sources, {}, index)
+        blurred, deconvolved, sharp = np.asarray(crops[index])
+        np.testing.assert_array_equal(blurred, to_uint8(drawn["blurred"]))
+        np.testing.assert_array_equal(sharp, to_uint8(drawn["sharp"]))
+        np.testing.assert_array_equal(deconvolved, deconvolve_in_context(drawn, kernels[index], 56))
+        # with its neighbours, the crop's deconvolution is not the one of the crop alone
+        assert not np.array_equal(deconvolved, deconvolve_crop(blurred, kernels[index]))
+        checked += 1
+    assert checked
+
+
 def test_a_refiner_set_continues_and_refuses_another_cache(refiner_set, tmp_path):
     chunk = next((refiner_set / "set").glob("crops_*.npy"))
     stamp = chunk.stat().st_mtime_ns

@@ -138,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --estimate-kernels: share of crops from real blurred/sharp pairs (default 0.25)")
     p.add_argument("--crop", type=_int_in(64, 4096), default=256,
                    help="with --estimate-kernels: crop side in pixels (default 256)")
+    p.add_argument("--region", type=_int_in(0, 8192), default=0,
+                   help="with --estimate-kernels: draw regions of this side and crop each at its most "
+                        "textured window, where the dcp engine estimates a region's kernel (its "
+                        "--region is 512); 0, the default, crops random windows")
     p.add_argument("--workers", type=_int_in(1, 256), default=2,
                    help="with --estimate-kernels or --refiner-set: processes, one thread each (default 2)")
     p.add_argument("--out", required=True,
@@ -352,7 +356,7 @@ def _cmd_make_data(args) -> int:
         for folder in args.estimate_kernels:
             sources.extend(discover(folder, "auto"))
         recipe = CropRecipe(count=args.count, crop=args.crop, seed=args.seed, pair_fraction=args.pair_fraction,
-                            max_noise_variance=args.max_noise_variance)
+                            max_noise_variance=args.max_noise_variance, region=args.region)
         n = estimate_training_kernels(sources, out, recipe, workers=args.workers)
         print(f"darkdeblur make-data: kernel cache of {n} crops in {out}")
         return 0

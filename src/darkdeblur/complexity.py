@@ -7,6 +7,7 @@ Conventions (one MAC = one multiply and one add; FLOPs are about 2 x MACs):
   since every input pixel scatters one k_h x k_w x C_out stamp. (Counting per output pixel, as
   some tools do, over-counts a stride-2 transposed convolution by about 4x.)
 - ``Linear``: rows x in_features x out_features.
+- :class:`~darkdeblur.models.inference_form.SubpixelConv`: its one low-resolution convolution.
 
 Normalisation, activations, padding, pooling and additions are not counted; for the generators
 here they are well under 1% of the total. Counting runs the model on the ``meta`` device, so it
@@ -20,6 +21,8 @@ from collections import defaultdict
 
 import torch
 from torch import nn
+
+from .models.inference_form import SubpixelConv
 
 
 def _conv_macs(module: nn.Conv2d, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
@@ -41,7 +44,15 @@ def _linear_macs(module: nn.Linear, inputs: tuple[torch.Tensor, ...], output: to
     return rows * module.in_features * module.out_features
 
 
-_COUNTERS = {nn.Conv2d: _conv_macs, nn.ConvTranspose2d: _transpose_macs, nn.Linear: _linear_macs}
+def _subpixel_macs(module: SubpixelConv, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> int:
+    x = inputs[0]  # one low-resolution convolution over the padded input, all four phases
+    grow = sum(module.padding) - module.taps + 1
+    out_pixels = x.shape[0] * (x.shape[2] + grow) * (x.shape[3] + grow)
+    return out_pixels * module.weight[0].numel() * module.weight.shape[0]
+
+
+_COUNTERS = {nn.Conv2d: _conv_macs, nn.ConvTranspose2d: _transpose_macs, nn.Linear: _linear_macs,
+             SubpixelConv: _subpixel_macs}
 
 
 def count_macs(model: nn.Module, *inputs: torch.Tensor, on_meta: bool = True) -> dict[str, int]:

@@ -50,6 +50,11 @@ class CropRecipe:
     max_length: float = 60.0        # about 35 px across, what camera shake at 1280 px gives
     anxiety: float = 0.005
     max_noise_variance: float = 0.002
+    # 0: the crop is a random window. > 0: a random region of this side is blurred and the crop
+    # is its most textured window, the one the engine estimates a region's kernel on
+    # (DcpSettings.region / crop): random windows are often flat, their estimates poor, and a
+    # refiner trained on them learns to distrust the good deconvolutions whole photos get.
+    region: int = 0
 
 
 def _crop_rng(recipe: CropRecipe, index: int) -> np.random.Generator:
@@ -60,24 +65,30 @@ def draw_crop(recipe: CropRecipe, sources: DataSources, images: dict, index: int
     """Crop ``index``: where it comes from and, for synthetic crops, its true kernel and noise.
 
     Returns {"blurred": float32 (3, crop, crop) in [0, 1], "sharp": same, "source": str,
-    "top", "left", "kernel": (k, k) or None, "noise_variance": float}.
+    "top", "left", "kernel": (k, k) or None, "noise_variance": float, "around": the blurred
+    region the crop was cut from (the crop itself unless ``recipe.region``), "at": the crop's
+    (row, column) in it}.
     """
     rng = _crop_rng(recipe, index)
     from_pair = bool(sources.pairs) and (not sources.sharp or rng.random() < recipe.pair_fraction)
-    size = recipe.crop
+    size = recipe.region or recipe.crop
     if from_pair:
         blurred_path, sharp_path = sources.pairs[rng.integers(len(sources.pairs))]
         blurred_full, sharp_full = _image(images, blurred_path), _image(images, sharp_path)
+        size = min(size, *sharp_full.shape[:2])
         top = int(rng.integers(sharp_full.shape[0] - size + 1))
         left = int(rng.integers(sharp_full.shape[1] - size + 1))
         window = np.s_[top:top + size, left:left + size]
-        return {"blurred": to_tensor(blurred_full[window])[0], "sharp": to_tensor(sharp_full[window])[0],
-                "source": str(blurred_path), "top": top, "left": left, "kernel": None, "noise_variance": 0.0}
+        drawn = {"blurred": to_tensor(blurred_full[window])[0], "sharp": to_tensor(sharp_full[window])[0],
+                 "source": str(blurred_path), "top": top, "left": left, "kernel": None, "noise_variance": 0.0}
+        return _textured_crop(drawn, recipe)
     path = sources.sharp[rng.integers(len(sources.sharp))]
     sharp_full = _image(images, path)
     kernel = random_motion_kernel(rng, size=recipe.kernel_canvas, min_length=recipe.min_length,
                                   max_length=recipe.max_length, exposure=1.0, anxiety=recipe.anxiety)
     margin = recipe.kernel_canvas // 2
+    if recipe.region:
+        size = min(size, *sharp_full.shape[:2])
     # Blur a window with a margin of real neighbours, then cut the crop: no invented border.
     padded = np.pad(sharp_full, ((margin, margin), (margin, margin), (0, 0)), mode="reflect")
     top = int(rng.integers(max(sharp_full.shape[0] - size, 0) + 1))
@@ -88,8 +99,26 @@ def draw_crop(recipe: CropRecipe, sources: DataSources, images: dict, index: int
     noise = torch.Generator().manual_seed(int(rng.integers(2**62)))
     blurred = add_gaussian_noise(blurred, variance, noise)
     sharp = window[..., margin:margin + size, margin:margin + size]
-    return {"blurred": blurred[0], "sharp": sharp[0], "source": str(path), "top": top, "left": left,
-            "kernel": kernel, "noise_variance": variance}
+    drawn = {"blurred": blurred[0], "sharp": sharp[0], "source": str(path), "top": top, "left": left,
+             "kernel": kernel, "noise_variance": variance}
+    return _textured_crop(drawn, recipe)
+
+
+def _textured_crop(drawn: dict, recipe: CropRecipe) -> dict:
+    """Cut the recipe's crop from a drawn region: its most textured window, found on the 8-bit
+    luminance as the engine finds it (the region is the crop itself unless ``recipe.region``)."""
+    region = drawn["blurred"]
+    drawn["around"], drawn["at"] = region, (0, 0)
+    if not recipe.region:
+        return drawn
+    from ..engines.dcp import DcpRestorer, DcpSettings
+
+    finder = DcpRestorer(DcpSettings(crop=recipe.crop))
+    rows, cols = finder.textured_window(finder.luminance(to_uint8(region)))
+    drawn["blurred"], drawn["sharp"] = region[:, rows, cols], drawn["sharp"][:, rows, cols]
+    drawn["at"] = (rows.start, cols.start)
+    drawn["top"], drawn["left"] = drawn["top"] + rows.start, drawn["left"] + cols.start
+    return drawn
 
 
 def _image(images: dict, path: Path) -> np.ndarray:
@@ -107,12 +136,16 @@ def _estimate_chunk(job: tuple) -> Path:
     estimates, reasons, meta = [], [], []
     for index in range(chunk * CHUNK, min((chunk + 1) * CHUNK, recipe.count)):
         crop = draw_crop(recipe, sources, images, index)
-        rgb = to_uint8(crop["blurred"])  # what a photo on disk gives the engine
-        grey = engine.luminance(rgb)
+        # as the engine treats one region of a photo: the region must be suitable, the noise
+        # level is the region's, and the kernel is estimated on the crop (its textured window)
+        region = to_uint8(crop["around"])  # what a photo on disk gives the engine
+        grey = engine.luminance(region)
         reason = engine.unsuitable(grey)
         kernel = None
         if reason is None:
-            kernel, reason = engine.estimate_window(grey, noise_adaptive_weight(noise_sigma(rgb)))
+            (row, col), side = crop["at"], recipe.crop
+            kernel, reason = engine.estimate_window(grey[row:row + side, col:col + side],
+                                                    noise_adaptive_weight(noise_sigma(region)))
         estimates.append(np.zeros((kernel_size, kernel_size), np.float32) if kernel is None else kernel.numpy())
         reasons.append(reason or "")
         meta.append({"index": index, "source": crop["source"], "top": crop["top"], "left": crop["left"],
@@ -139,7 +172,7 @@ def estimate_training_kernels(sources: DataSources, out: str | Path, recipe: Cro
     record = {"recipe": asdict(recipe), "kernel_size": kernel_size, "engine": "dcp (L0 prior)",
               "sharp": [str(p) for p in sources.sharp], "pairs": [[str(b), str(s)] for b, s in sources.pairs]}
     recorded = out / "recipe.json"
-    if recorded.is_file() and json.loads(recorded.read_text()) != record:
+    if recorded.is_file() and _with_defaults(json.loads(recorded.read_text())) != record:
         raise ValueError(f"{out}: holds a kernel cache made with another recipe or other images; "
                          "choose a new --out")
     recorded.write_text(json.dumps(record, indent=2))
@@ -147,6 +180,12 @@ def estimate_training_kernels(sources: DataSources, out: str | Path, recipe: Cro
     jobs = [(recipe, sources, out, c, kernel_size) for c in chunks]
     run_chunks(_estimate_chunk, jobs, workers, "estimating kernels", progress)
     return recipe.count
+
+
+def _with_defaults(record: dict) -> dict:
+    """A recorded recipe with the fields added since it was written at their defaults (which
+    reproduce what it was made with)."""
+    return {**record, "recipe": asdict(CropRecipe(**record["recipe"]))}
 
 
 def run_chunks(work, jobs: list, workers: int, desc: str, progress: bool) -> None:

@@ -39,6 +39,7 @@ RECORD = "refiner-set.json"
 PLAN = "refiner-set.plan.json"  # written first; the record, written last, says the set is complete
 HELD_OUT = 64  # the kernel cache's last crops: validation only
 EXPONENT = 0.8  # the dcp engine's hyper-Laplacian exponent (DcpSettings.exponent)
+CONTEXT = 64  # pixels of a crop's region deconvolved around it (two of the engine's largest kernels)
 
 
 def is_refiner_set(folder: str | Path) -> bool:
@@ -50,17 +51,30 @@ def _sources(record: dict) -> DataSources:
                        sharp=[Path(p) for p in record["sharp"]])
 
 
-def deconvolve_crop(blurred: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
-    """uint8 (H, W, 3) -> uint8 (H, W, 3): the dcp engine's deconvolution with ``kernel``."""
+def deconvolve_crop(blurred: np.ndarray, kernel: np.ndarray | None, noise_from: np.ndarray | None = None) -> np.ndarray:
+    """uint8 (H, W, 3) -> uint8 (H, W, 3): the dcp engine's deconvolution with ``kernel``, its
+    weight set from the noise level of ``noise_from`` (default: ``blurred`` itself)."""
     if kernel is None:
         return blurred.copy()
     from ..engines.dcp import noise_sigma  # the engine's own estimate (imports scikit-image)
 
-    weight = noise_adaptive_weight(noise_sigma(blurred))
+    weight = noise_adaptive_weight(noise_sigma(blurred if noise_from is None else noise_from))
     image = to_tensor(blurred)
     k = torch.from_numpy(np.ascontiguousarray(kernel, np.float32))
     channels = [deconvolve(image[:, c:c + 1], k, weight, EXPONENT) for c in range(3)]
     return to_uint8(torch.cat(channels, 1).clamp(0, 1)[0])
+
+
+def deconvolve_in_context(crop: dict, kernel: np.ndarray | None, side: int) -> np.ndarray:
+    """The deconvolution of a drawn crop as the engine makes it inside a photo: with up to
+    ``CONTEXT`` pixels of its region around it (a deconvolution rings near the border of what it
+    is given, a photo's regions only at the photo's border), weighted by the region's noise."""
+    region = to_uint8(crop["around"])
+    (row, col), (height, width) = crop["at"], region.shape[:2]
+    top, left = max(row - CONTEXT, 0), max(col - CONTEXT, 0)
+    bottom, right = min(row + side + CONTEXT, height), min(col + side + CONTEXT, width)
+    deconvolved = deconvolve_crop(region[top:bottom, left:right], kernel, noise_from=region)
+    return deconvolved[row - top:row - top + side, col - left:col - left + side]
 
 
 def _make_chunk(job: tuple) -> Path:
@@ -73,7 +87,7 @@ def _make_chunk(job: tuple) -> Path:
     for index in indices:
         crop = draw_crop(recipe, sources, images, int(index))
         blurred = to_uint8(crop["blurred"])
-        deconvolved = deconvolve_crop(blurred, None if refused[index] else kernels[index])
+        deconvolved = deconvolve_in_context(crop, None if refused[index] else kernels[index], recipe.crop)
         crops.append(np.stack([blurred, deconvolved, to_uint8(crop["sharp"])]))
     path = Path(out) / f"crops_{chunk:05d}.npy"
 
@@ -94,6 +108,8 @@ def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, prog
     mine = {"kernel_cache": str(cache), "crops": len(indices),
             "held_out_from_index": len(kernels) - min(HELD_OUT, len(kernels) // 2), "crop": record["recipe"]["crop"],
             "refused": int(refused[indices].sum()), "exponent": EXPONENT, "cache_recipe": record}
+    if record["recipe"].get("region"):  # crops cut from regions are deconvolved with context
+        mine["context"] = CONTEXT
     for name in (RECORD, PLAN):
         if (out / name).is_file() and json.loads((out / name).read_text()) != mine:
             raise ValueError(f"{out}: holds refiner crops made from another kernel cache; choose a new --out")

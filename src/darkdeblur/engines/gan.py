@@ -1,6 +1,7 @@
 """The learned engine: a trained generator run on whole images or on blended tiles."""
 from __future__ import annotations
 
+import copy
 import os
 from importlib import resources
 from pathlib import Path
@@ -11,6 +12,7 @@ from torch import nn
 
 from ..checkpoint import load_generator
 from ..config import RunConfig
+from ..models.inference_form import for_inference
 from ..pixels import quantize, to_tensor
 from ..tiling import MIN_OVERLAP, restore_tiled, round_up
 from .base import Restoration, Restorer
@@ -91,6 +93,7 @@ class GanRestorer(Restorer):
         self.weights = weights
         self.dtype = torch.float16 if half else torch.float32
         self.generator.to(self.dtype)
+        self._inference_model = None
 
     @classmethod
     def load(cls, weights: str | os.PathLike | None, device: torch.device, tile: int | None = None,
@@ -110,10 +113,20 @@ class GanRestorer(Restorer):
                              f"model (preset {cfg.preset}); use it with {wanted}")
         return cls(generator, cfg, device, tile=tile, overlap=overlap, half=half, weights=path)
 
+    def inference_model(self) -> nn.Module:
+        """What restores: the generator rewritten for inference (BatchNorm folded, sub-pixel
+        upsampling: the same outputs, about half the work; :mod:`darkdeblur.models.inference_form`),
+        or the generator itself when a module is in training mode (``set_test_mode(..., "batch")``)."""
+        if any(m.training for m in self.generator.modules()):
+            return self.generator
+        if self._inference_model is None:  # rewritten in float32, then cast: folding loses no precision
+            self._inference_model = for_inference(copy.deepcopy(self.generator).float()).to(self.dtype)
+        return self._inference_model
+
     @torch.inference_mode()
     def restore_tensor(self, blurred: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> restored, same shape, on CPU, float32."""
-        restored = self.generator(blurred.to(self.device, self.dtype))
+        restored = self.inference_model()(blurred.to(self.device, self.dtype))
         return restored.float().clamp(0, 1).cpu()
 
     def restore_array(self, pixels: np.ndarray) -> np.ndarray:
