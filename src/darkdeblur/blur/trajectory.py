@@ -202,13 +202,12 @@ def deblurgan_motion_kernel(rng: np.random.Generator, size: int = DEBLURGAN_KERN
 
     The shakiness is one of DeblurGAN's generation script's fixed values (0.003 to 0.01) and the
     shutter sees 1/100, 1/10, 1/2 or all of the path (`EXPOSURES`, equally likely), so about a
-    quarter of the kernels are nearly sharp. (DeblurGAN's generation script ``motion_blur/blur_image.py``
-    exists in two versions: one draws the shakiness from these six values and the exposure from
-    1/10, 1/2 and 1 only, the other from eight values down to 0.001 and all four exposures, its
-    shortest being 1/1000. This recipe follows the six values and the four exposures of the
-    reference-code facts.) Differences from
-    DeblurGAN's code: the kernel is 65 px
-    (odd, so it has a centre pixel), a path that would not fit is shrunk to fit, and kernels are
+    quarter of the kernels are nearly sharp. (DeblurGAN's generation script,
+    ``motion_blur/blur_image.py``, exists in two versions: one draws the shakiness from these six
+    values and the exposure from 1/10, 1/2 and 1 only, the other from eight values down to 0.001
+    and all four exposures, the shortest being 1/1000. This recipe follows the six values and the
+    four exposures of the reference-code facts.) Differences from DeblurGAN's code: the kernel is
+    65 px (odd, so it has a centre pixel), a path that would not fit is shrunk to fit, and kernels are
     never min-max stretched.
 
     Returns:
