@@ -29,9 +29,13 @@ import torch
 from darkdeblur.complexity import count_macs
 from darkdeblur.config import preset
 from darkdeblur.models import build_generator, count_parameters, init_normal
+from darkdeblur.models.inference_form import for_inference
 
 ROOT = Path(__file__).resolve().parents[1]
+# "PRESET:inference": the preset's generator as the engines run it (BatchNorm folded, resize-convs
+# as sub-pixel convolutions; darkdeblur.models.inference_form): the same outputs, fewer MACs
 GENERATORS = {"paper (U-Net, dc250)": "paper", "default (bundled recipe)": "default",
+              "default, inference form (as the engines run it)": "default:inference",
               "DeblurGAN ResNet-9": "deblurgan"}
 BASELINE = "DeblurGAN ResNet-9"
 
@@ -48,9 +52,14 @@ def cpu_name() -> str:
 
 def build(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
+    name, _, form = name.partition(":")
     model = build_generator(preset(name).model)
     init_normal(model)
-    return model.eval()
+    model.eval()
+    if form == "inference":
+        model = for_inference(model)
+        model.trained_parameters = sum(p.numel() for p in build(name).parameters())
+    return model
 
 
 def padded_size(model: torch.nn.Module, height: int, width: int) -> tuple[int, int]:
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
             ms = time_models(on_device, (1, 3, height, width), args.repeats, device, dtype)
             for name, model in on_device.items():
                 ph, pw = padded_size(model, height, width)
-                rows.append({"generator": name, "params_m": count_parameters(model) / 1e6, "size": f"{width}x{height}",
+                params = getattr(model, "trained_parameters", None) or count_parameters(model)
+                rows.append({"generator": name, "params_m": params / 1e6, "size": f"{width}x{height}",
                              "convolved": f"{pw}x{ph}", "gmacs": macs[name] / 1e9, "ms": ms[name],
                              "ms_ratio": ms[name] / ms[BASELINE], "gmacs_ratio": macs[name] / macs[BASELINE],
                              "device": label})
