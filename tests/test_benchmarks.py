@@ -19,3 +19,30 @@ def test_speed_prints_its_table_and_writes_the_committed_files_only_with_write(t
     assert rows["tiny, inference form"]["params_m"] == rows["tiny U-Net"]["params_m"]
     results = (tmp_path / "benchmarks" / "RESULTS.md").read_text()
     assert "<!-- speed:begin -->" in results and "--sizes 32x32 --write`" in results
+
+
+def test_hybrid_parts_add_up_to_the_refiners_output(load_benchmark):
+    import numpy as np
+    import torch
+
+    from darkdeblur.config import hybrid
+    from darkdeblur.models import build_generator, init_normal
+
+    parts_of = load_benchmark("hybrid_parts").parts
+    torch.manual_seed(0)
+    generator = build_generator(hybrid().model)
+    init_normal(generator)  # a random (not zero) last layer: both parts are non-trivial
+    generator.eval()
+    rng = np.random.default_rng(0)
+    blurred = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    deconvolved = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    out = parts_of(generator, blurred, deconvolved)
+    assert out["share"].shape == (40, 56) and float(np.abs(out["share"]).mean()) > 0
+    # each part alone moves the deconvolution; together (where nothing clips) they are the output
+    d = deconvolved.astype(int)
+    both = d + (out["correction_only"].astype(int) - d) + (out["fallback_only"].astype(int) - d)
+    inside = np.ones(both.shape, bool)
+    for image in (out["correction_only"], out["fallback_only"], out["hybrid"]):
+        inside &= (image > 2) & (image < 253)  # where no part was clipped
+    assert np.abs(out["correction_only"].astype(int) - d).mean() > 0
+    assert inside.mean() > 0.3 and np.abs(both - out["hybrid"].astype(int))[inside].max() <= 2

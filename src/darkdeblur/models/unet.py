@@ -98,10 +98,10 @@ class UNetGenerator(nn.Module):
         if last.bias is not None:
             nn.init.zeros_(last.bias)
 
-    def forward(self, blurred: torch.Tensor) -> torch.Tensor:
-        padded, (height, width) = pad_to_multiple(blurred, self.multiple)
+    def head(self, padded: torch.Tensor) -> torch.Tensor:
+        """The network's raw output on an input padded to ``multiple``: (B, 3 or 4, H', W'), the
+        correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``."""
         x = padded * 2 - 1  # (B, 3 or 6, H', W') in [-1, 1]
-        base = x[:, -3:]  # what the residual starts from: the blurred photo or its deconvolution
         skips = []
         for block in self.encoder:
             x = block(x)
@@ -111,6 +111,12 @@ class UNetGenerator(nn.Module):
         x = self.final_up(x)
         if self.cfg.full_res_skip:
             x = self.output(torch.cat([x, padded * 2 - 1], dim=1))
+        return x
+
+    def forward(self, blurred: torch.Tensor) -> torch.Tensor:
+        padded, (height, width) = pad_to_multiple(blurred, self.multiple)
+        base = padded[:, -3:] * 2 - 1  # what the residual starts from: the blurred photo or its deconvolution
+        x = self.head(padded)
         if self.cfg.fallback_mix:
             share, x = x[:, 3:], x[:, :3]
             base = base + share * (padded[:, :3] * 2 - 1 - base)
