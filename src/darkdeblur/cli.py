@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of the adversarial term (the paper's 1; 0 trains without the discriminator)")
     p.add_argument("--dark-weight", type=float,
                    help="weight of the dark-channel loss (the paper's 250; 0 for its ablation)")
+    p.add_argument("--refiner-inputs", choices=["blurred+deconvolved", "blurred+deconvolved+misfit"],
+                   help="hybrid preset: what the refiner sees; +misfit adds a channel saying how much of "
+                        "the blur each region's deconvolution fails to explain (with --init-weights from a "
+                        "refiner without it, that channel starts at zero weight)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--max-seconds", type=float,
@@ -312,6 +316,11 @@ def _cmd_train(args) -> int:
         cfg = replace(cfg, loss=replace(cfg.loss, lambda_dark=args.dark_weight))
     if args.adv_weight is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, lambda_adv=args.adv_weight))
+    if args.refiner_inputs is not None:
+        if not cfg.model.refiner:
+            print(f"darkdeblur train: --refiner-inputs is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, model=replace(cfg.model, inputs=args.refiner_inputs))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,

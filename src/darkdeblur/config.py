@@ -41,8 +41,10 @@ class ModelConfig:
     # "batch" = the reference code's (pix2pix) way: each image's own statistics, dropout on.
     test_mode: str = "running"
     # What the generator sees: "blurred" (the paper), or "blurred+deconvolved" (the hybrid
-    # refiner: 6 channels, the blurred photo and the dcp engine's deconvolution of it). With
-    # the deconvolution, ``global_residual`` adds the correction to the deconvolution.
+    # refiner: 6 channels, the blurred photo and the dcp engine's deconvolution of it), or
+    # "blurred+deconvolved+misfit" (7: between the two, a channel saying how much of the blur
+    # each region's deconvolution fails to explain, darkdeblur.blur.misfit). With the
+    # deconvolution, ``global_residual`` adds the correction to the deconvolution.
     inputs: str = "blurred"
     # Hybrid only: the network also outputs a per-pixel share ``a`` of the way back from the
     # deconvolution to the blurred photo, restored = d + a (b - d) + correction; ``a`` starts at
@@ -55,7 +57,12 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        return {"blurred": 3, "blurred+deconvolved": 6}[self.inputs]
+        return {"blurred": 3, "blurred+deconvolved": 6, "blurred+deconvolved+misfit": 7}[self.inputs]
+
+    @property
+    def refiner(self) -> bool:
+        """A refiner of the dcp engine's deconvolution (the hybrid engine), not a plain GAN."""
+        return self.inputs != "blurred"
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,8 @@ class RunLog:
                sharp: torch.Tensor, step: int) -> torch.Tensor:
         """Log a blurred | restored | sharp grid, one row per image; return the restorations."""
         restored = restore_eval(generator, blurred)
-        inputs = list(blurred.split(3, dim=1))  # the blurred photo (and a hybrid's deconvolution)
+        # the blurred photo (and a hybrid's deconvolution; its misfit channel is not a picture)
+        inputs = [blurred[:, :3]] + ([blurred[:, -3:]] if blurred.shape[1] > 3 else [])
         name = "blurred|deconvolved" if len(inputs) > 1 else "blurred"
         self.writer.add_images(f"{tag}/{name}|restored|sharp",
                                torch.cat([*inputs, restored, sharp], dim=3), step)
@@ -119,8 +120,8 @@ class RunLog:
         self.writer.add_scalar("val/psnr", value, step)
         self.writer.add_scalar("val/psnr_gain", value - baseline, step)
         also = ""
-        if blurred.shape[1] == 6:  # a hybrid refiner: its gain over the deconvolution it refines
-            deconvolved = psnr(blurred[:, 3:], sharp).mean().item()
+        if blurred.shape[1] > 3:  # a hybrid refiner: its gain over the deconvolution it refines
+            deconvolved = psnr(blurred[:, -3:], sharp).mean().item()  # the last three channels
             self.writer.add_scalar("val/psnr_gain_over_deconvolution", value - deconvolved, step)
             also = f", {value - deconvolved:+.2f} dB over the deconvolution"
         tqdm.write(f"step {step}: validation PSNR {value:.2f} dB ({value - baseline:+.2f} dB over "

@@ -26,6 +26,7 @@ from .data.refiner_set import RefinerCrops, RefinerStream, is_refiner_set, refin
 from .data.stream import Prefetcher, make_kernel_bank
 from .devices import resolve_device
 from .models import count_parameters
+from .models.grow import grow_input_channels
 from .random_state import seed_all
 from .resume import RunState, resume_latest, save_run
 from .run_logs import RunLog
@@ -103,7 +104,11 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     models = build_models(cfg, dev, vgg_weights)
     if init_weights:
         warm, _ = load_generator(init_weights)
-        models.generator.load_state_dict(warm.state_dict(), strict=True)
+        state, grown = grow_input_channels(warm.state_dict(), models.generator.state_dict())
+        models.generator.load_state_dict(state, strict=True)
+        if grown and ctx.is_main:
+            print(f"darkdeblur train: {init_weights}: {', '.join(grown)} given a zero-weighted input channel "
+                  f"(before the deconvolution's three): the network starts as the one it was", flush=True)
     need = checkpoint_bytes(models) + MIN_FREE_BYTES
     # Before any image is read: a run that cannot be saved should fail in seconds, not hours.
     on_main(ctx, dev, lambda: check_output_dir(out, need, resume=resume), "use the output directory")
@@ -114,8 +119,8 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     optimizers = build_optimizers(models, tc)
 
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
-    if cfg.model.inputs == "blurred+deconvolved":
-        crops = _refiner_crops(data)
+    if cfg.model.refiner:
+        crops = _refiner_crops(data, misfit=cfg.model.inputs.endswith("+misfit"))
         source = TrainingSource(crops.describe(), len(crops.training),
                                 tuple(t.to(dev) for t in refiner_validation(crops)))
         stream = RefinerStream(crops, tc.crop, tc.batch_size, tc.seed, ctx.rank, ctx.world)
@@ -144,13 +149,13 @@ class TrainingSource:
     validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def _refiner_crops(data) -> RefinerCrops:
+def _refiner_crops(data, misfit: bool) -> RefinerCrops:
     """A hybrid refiner trains on refiner sets (``make-data --refiner-set``)."""
     if not all(is_refiner_set(folder) for folder in data):
         raise TrainingError(f"preset hybrid trains on refiner sets made by 'darkdeblur make-data "
                             f"--refiner-set KERNEL_CACHE --out FOLDER'; got {', '.join(map(str, data))}")
     try:
-        return RefinerCrops(*data)
+        return RefinerCrops(*data, misfit=misfit)
     except (OSError, ValueError) as err:
         raise TrainingError(str(err)) from None
 

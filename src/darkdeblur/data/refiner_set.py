@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
 from ..pixels import to_tensor, to_uint8
 from ..safe_files import atomic_write
@@ -36,6 +37,7 @@ from .engine_kernels import CHUNK, CropRecipe, draw_crop, read_kernel_cache, run
 from .folders import DataSources
 
 RECORD = "refiner-set.json"
+MISFITS = "misfits.npy"  # per crop: darkdeblur.blur.misfit.deconvolution_misfit (NaN: refused kernel)
 PLAN = "refiner-set.plan.json"  # written first; the record, written last, says the set is complete
 HELD_OUT = 64  # the kernel cache's last crops: validation only
 EXPONENT = 0.8  # the dcp engine's hyper-Laplacian exponent (DcpSettings.exponent)
@@ -122,14 +124,48 @@ def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, prog
     return len(indices)
 
 
+def crop_misfits(folder: str | Path) -> np.ndarray:
+    """(N,) float32: each crop's deconvolution misfit (NaN where the kernel was refused), computed
+    once from the crops and their kernel cache (about 30 ms a crop) and kept in ``misfits.npy``."""
+    folder = Path(folder)
+    path = folder / MISFITS
+    if path.is_file():
+        return np.load(path)
+    from ..engines.dcp import noise_sigma  # imports scikit-image
+
+    record = json.loads((folder / RECORD).read_text())
+    _, _, kernels, refused = read_kernel_cache(record["kernel_cache"])
+    indices = np.load(folder / "indices.npy")
+    chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
+    misfits = []
+    for crop, index in zip((c for chunk in chunks for c in chunk), indices):
+        if refused[index]:
+            misfits.append(np.nan)
+            continue
+        blurred, deconvolved = np.asarray(crop[0]), np.asarray(crop[1])
+        misfits.append(deconvolution_misfit(to_tensor(blurred), to_tensor(deconvolved),
+                                            torch.from_numpy(trim_kernel(kernels[index])), noise_sigma(blurred) ** 2))
+    values = np.array(misfits, np.float32)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, values)
+
+    atomic_write(path, write)
+    return values
+
+
 class RefinerCrops:
     """The crops of one or more refiner sets, memory-mapped: ``crops[i]`` is uint8
     (3, crop, crop, 3); ``training`` lists the crops trained on, ``held_out`` the first set's
     validation crops (the kernel cache's last ``HELD_OUT``, never trained on in any set)."""
 
-    def __init__(self, *folders: str | Path):
+    def __init__(self, *folders: str | Path, misfit: bool = False):
         self.chunks, self.training, self.held_out = [], [], []
         self.records = []
+        # with ``misfit``: each crop's misfit level, the refiner's seventh input channel
+        self.levels: np.ndarray | None = None
+        levels = []
         for number, folder in enumerate(map(Path, folders)):
             if not is_refiner_set(folder):
                 raise FileNotFoundError(f"{folder}: not a complete refiner set (no {RECORD}); make one with "
@@ -149,6 +185,10 @@ class RefinerCrops:
                     self.held_out.append(start + position)
             self.chunks += [(c, start + k * CHUNK) for k, c in enumerate(chunks)]
             self.records.append(record)
+            if misfit:
+                levels += [misfit_level(None if np.isnan(m) else float(m)) for m in crop_misfits(folder)]
+        if misfit:
+            self.levels = np.array(levels, np.float32)
         self.record = self.records[0]
         self.starts = [start for _, start in self.chunks]
 
@@ -197,14 +237,18 @@ class RefinerStream:
     def next(self) -> "RefinerBatch":
         side = self.side
         size = min(self.size, side)
-        windows = []
+        windows, levels = [], []
         for _ in range(self.batch_size):
-            crop = self.crops[self.crops.training[self.order.next()]]
+            index = self.crops.training[self.order.next()]
+            crop = self.crops[index]
+            if self.crops.levels is not None:
+                levels.append(self.crops.levels[index])
             top, left = (int(v) for v in self.rng.integers(0, side - size + 1, 2))
             window = dihedral(crop[:, top:top + size, left:left + size], int(self.rng.integers(8)))
             windows.append(np.ascontiguousarray(window))
         stack = torch.from_numpy(np.stack(windows))  # (B, 3, size, size, 3)
-        return RefinerBatch(stack.permute(0, 1, 4, 2, 3).contiguous())
+        return RefinerBatch(stack.permute(0, 1, 4, 2, 3).contiguous(),
+                            torch.tensor(levels) if levels else None)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "order": self.order.state_dict()}
@@ -215,21 +259,29 @@ class RefinerStream:
 
 
 class RefinerBatch:
-    """uint8 (B, 3 images, 3 channels, H, W): blurred, deconvolved, sharp."""
+    """uint8 (B, 3 images, 3 channels, H, W): blurred, deconvolved, sharp; and for a refiner that
+    sees it, each crop's misfit level (B,) float32."""
 
-    def __init__(self, pixels: torch.Tensor):
-        self.pixels = pixels
+    def __init__(self, pixels: torch.Tensor, levels: torch.Tensor | None = None):
+        self.pixels, self.levels = pixels, levels
 
     def pin_memory(self) -> "RefinerBatch":
-        return RefinerBatch(self.pixels.pin_memory())
+        return RefinerBatch(self.pixels.pin_memory(), None if self.levels is None else self.levels.pin_memory())
 
     def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs (B, 6, H, W), sharp (B, 3, H, W)) float32 in [0, 1] on ``device``."""
+        """(inputs (B, 6 or 7, H, W), sharp (B, 3, H, W)) float32 in [0, 1] on ``device``: the
+        blurred crop, its misfit level as a constant channel (if any), the deconvolution."""
         pixels = self.pixels.to(device, non_blocking=True).float() / 255.0
-        return pixels[:, :2].flatten(1, 2).contiguous(), pixels[:, 2].contiguous()
+        blurred, deconvolved, sharp = pixels[:, 0], pixels[:, 1], pixels[:, 2]
+        if self.levels is None:
+            return torch.cat([blurred, deconvolved], 1), sharp.contiguous()
+        level = self.levels.to(device).view(-1, 1, 1, 1).expand(-1, 1, *blurred.shape[-2:])
+        return torch.cat([blurred, level, deconvolved], 1), sharp.contiguous()
 
 
 def refiner_validation(crops: RefinerCrops, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
     """The held-out crops, whole: (inputs (N, 6, crop, crop), sharp (N, 3, crop, crop))."""
-    batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in crops.held_out[:count]])).permute(0, 1, 4, 2, 3)
-    return RefinerBatch(batch.contiguous()).to_device(torch.device("cpu"))
+    chosen = crops.held_out[:count]
+    batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in chosen])).permute(0, 1, 4, 2, 3)
+    levels = None if crops.levels is None else torch.from_numpy(crops.levels[chosen])
+    return RefinerBatch(batch.contiguous(), levels).to_device(torch.device("cpu"))

@@ -146,6 +146,15 @@ class DcpRestorer(Restorer):
         overlap = round(self.settings.region_overlap / scale)
         return tile_spans(height, side, overlap), tile_spans(width, side, overlap)
 
+    def working_scale(self, height: int, width: int) -> float:
+        """The scale kernels are estimated at (large photos are downscaled)."""
+        return min(1.0, self.settings.working_side / max(height, width))
+
+    def regions(self, height: int, width: int) -> tuple[list, list]:
+        """The regions a photo of this size gets a kernel each for: (row spans, column spans),
+        in the order of :attr:`Restoration.kernel`'s grid."""
+        return self.tile_grid(height, width, self.working_scale(height, width))
+
     def restore_checked(self, rgb: np.ndarray) -> Restoration:
         # Shown only for photos that take more than a second.
         bar = tqdm(total=100, desc="dcp", unit="%", leave=False, delay=1.0, disable=not self.progress)
@@ -162,7 +171,7 @@ class DcpRestorer(Restorer):
             return Restoration(rgb.copy(), None, [reason])
         weight = noise_adaptive_weight(noise_sigma(rgb))
         height, width = grey.shape
-        scale = min(1.0, s.working_side / max(height, width))
+        scale = self.working_scale(height, width)
         working = downscale(grey, scale)
         rows, cols = self.tile_grid(height, width, scale)
         kernels: dict[tuple[int, int], torch.Tensor] = {}

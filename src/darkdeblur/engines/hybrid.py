@@ -19,14 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
 from ..pixels import quantize, to_tensor
-from ..tiling import blend_tiles, tile_spans
+from ..tiling import blend_tiles, span_weights, tile_spans
 from .base import Restoration, Restorer
-from .dcp import DcpRestorer
+from .dcp import DcpRestorer, noise_sigma
 from .gan import GanRestorer
 
 BUNDLED_HYBRID_WEIGHTS = "hybrid.safetensors"
-REFINER_INPUTS = "blurred+deconvolved"
+# what a refiner may see: (blurred, deconvolved), or also how well each region's deconvolution
+# explains its blur (darkdeblur.blur.misfit), a channel between the two
+REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit")
 
 
 def bundled_hybrid_weights() -> Path:
@@ -39,10 +42,11 @@ class HybridRestorer(Restorer):
     method = "hybrid"
 
     def __init__(self, dcp: DcpRestorer, refiner: GanRestorer):
-        if refiner.cfg.model.inputs != REFINER_INPUTS:
+        if refiner.cfg.model.inputs not in REFINER_INPUTS:
             raise ValueError(f"{refiner.weights}: a {refiner.cfg.model.inputs!r} model (preset "
                              f"{refiner.cfg.preset}), not a hybrid refiner; use it with --method gan")
         self.dcp, self.refiner = dcp, refiner
+        self.sees_misfit = refiner.cfg.model.inputs.endswith("+misfit")
 
     @classmethod
     def load(cls, dcp: DcpRestorer, weights: str | os.PathLike | None, device: torch.device,
@@ -54,28 +58,58 @@ class HybridRestorer(Restorer):
         return cls(dcp, GanRestorer.load(path, device, tile=tile, overlap=overlap, half=half,
                                          refiner=True))
 
-    def refine(self, blurred: torch.Tensor, deconvolved: torch.Tensor) -> torch.Tensor:
-        """(1, 3, h, w) each, float32 in [0, 1] -> the refined (1, 3, h, w) on the CPU."""
-        return self.refiner.restore_tensor(torch.cat([blurred, deconvolved], 1))
+    def refine(self, blurred: torch.Tensor, deconvolved: torch.Tensor,
+               misfit: torch.Tensor | None = None) -> torch.Tensor:
+        """(1, 3, h, w) each (and the (1, 1, h, w) misfit level for a refiner that sees it),
+        float32 in [0, 1] -> the refined (1, 3, h, w) on the CPU."""
+        inputs = [blurred, misfit, deconvolved] if self.sees_misfit else [blurred, deconvolved]
+        return self.refiner.restore_tensor(torch.cat(inputs, 1))
 
     def restore_checked(self, rgb: np.ndarray) -> Restoration:
         first = self.dcp.restore_checked(rgb)
         if first.kernel is None:  # the photo was left unchanged, and says why
             return first
-        return Restoration(self.refine_array(rgb, first.image), first.kernel, first.warnings)
+        misfit = self.misfit_map(rgb, first.image, first.kernel) if self.sees_misfit else None
+        return Restoration(self.refine_array(rgb, first.image, misfit), first.kernel, first.warnings)
 
-    def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray) -> np.ndarray:
+    def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+        """uint8 (H, W): each region's misfit level (:func:`darkdeblur.blur.misfit.misfit_level`,
+        x 255), blended across regions with the deconvolution's own weights; 255 where a region
+        kept its blurred pixels."""
+        height, width = rgb.shape[:2]
+        rows, cols = self.dcp.regions(height, width)
+        variance = noise_sigma(rgb) ** 2
+        levels = np.ones((len(rows), len(cols)), np.float32)
+        for i, (top, bottom) in enumerate(rows):
+            for j, (left, right) in enumerate(cols):
+                kernel = torch.from_numpy(trim_kernel(kernels[i, j]))
+                if float(kernel.sum()) > 0:
+                    levels[i, j] = misfit_level(deconvolution_misfit(
+                        to_tensor(rgb[top:bottom, left:right]), to_tensor(deconvolved[top:bottom, left:right]),
+                        kernel, variance))
+        row_weights = [span_weights(rows, i) for i in range(len(rows))]
+        col_weights = [span_weights(cols, j) for j in range(len(cols))]
+        blended = np.zeros((height, width), np.float32)
+        for i, (top, bottom) in enumerate(rows):
+            for j, (left, right) in enumerate(cols):
+                blended[top:bottom, left:right] += levels[i, j] * np.outer(row_weights[i], col_weights[j])
+        return quantize(blended[..., None], np.uint8)[..., 0]
+
+    def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray, misfit: np.ndarray | None = None) -> np.ndarray:
         """The refiner over a whole photo: whole when small enough, else in blended tiles."""
         height, width = rgb.shape[:2]
         tile, overlap = self.refiner.tile, self.refiner.overlap
+        level = (lambda rows, cols: torch.from_numpy(misfit[rows, cols]).float()[None, None] / 255.0) \
+            if misfit is not None else (lambda rows, cols: None)
         if not tile or height * width <= self.refiner.whole_pixels:
-            restored = self.refine(to_tensor(rgb), to_tensor(deconvolved))[0].permute(1, 2, 0).numpy()
-            return quantize(restored, rgb.dtype)
+            restored = self.refine(to_tensor(rgb), to_tensor(deconvolved), level(slice(None), slice(None)))
+            return quantize(restored[0].permute(1, 2, 0).numpy(), rgb.dtype)
         rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
 
         def refine_tile(i: int, j: int, blurred: torch.Tensor) -> torch.Tensor:
             (top, bottom), (left, right) = rows[i], cols[j]
-            return self.refine(blurred, to_tensor(deconvolved[top:bottom, left:right]))
+            return self.refine(blurred, to_tensor(deconvolved[top:bottom, left:right]),
+                               level(slice(top, bottom), slice(left, right)))
 
         return blend_tiles(refine_tile, rgb, rows, cols)
 

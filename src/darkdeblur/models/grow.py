@@ -1,0 +1,30 @@
+"""Starting a refiner that sees one more input channel from one that did not.
+
+A refiner trained on (blurred, deconvolved) can start a refiner that also sees the misfit
+channel (``ModelConfig.inputs``): the convolutions that read the raw input (the first layer,
+and the last one through the full-resolution skip) get a column of zeros for the new channel,
+inserted where the new channel sits, just before the deconvolution's three. The new network
+then computes exactly what the old one did, and training decides what the channel is worth.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def grow_input_channels(state: dict[str, torch.Tensor],
+                        target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` fitted to ``target``'s shapes: a weight whose input dimension (dim 1) is
+    smaller gets zero columns before its last three; returns (state, names of grown weights).
+    Any other shape difference is left for the strict load to report."""
+    grown, names = dict(state), []
+    for name, tensor in state.items():
+        wanted = target.get(name)
+        if (wanted is None or tensor.dim() != 4 or wanted.shape == tensor.shape
+                or wanted.shape[0] != tensor.shape[0] or wanted.shape[2:] != tensor.shape[2:]
+                or not tensor.shape[1] < wanted.shape[1] or tensor.shape[1] < 3):
+            continue
+        extra = wanted.shape[1] - tensor.shape[1]
+        zeros = torch.zeros(tensor.shape[0], extra, *tensor.shape[2:], dtype=tensor.dtype)
+        grown[name] = torch.cat([tensor[:, :-3], zeros, tensor[:, -3:]], 1)
+        names.append(name)
+    return grown, names

@@ -1,0 +1,125 @@
+"""The misfit input: how much of the blur a deconvolution fails to explain, and the refiner that sees it."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from darkdeblur.blur import blur
+from darkdeblur.blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
+from darkdeblur.config import hybrid
+from darkdeblur.data.refiner_set import RefinerCrops, RefinerStream, crop_misfits, refiner_validation
+from darkdeblur.engines import load_engine
+from darkdeblur.models import build_generator, init_normal
+from darkdeblur.models.grow import grow_input_channels
+from darkdeblur.pixels import to_tensor
+from darkdeblur.trainer import train
+
+from conftest import small_photo
+from test_hybrid import REFINER, refiner_set  # noqa: F401  (the module's fixture of 6 crops)
+
+MISFIT_REFINER = replace(REFINER, inputs="blurred+deconvolved+misfit")
+
+
+def _streak(length: int = 9) -> torch.Tensor:
+    kernel = torch.zeros(length, length)
+    kernel[length // 2, :] = 1.0 / length
+    return kernel
+
+
+def test_the_sharp_photo_explains_its_blur_and_the_blurred_one_does_not():
+    sharp = to_tensor(small_photo("astronaut", (96, 96)))
+    kernel = _streak()
+    blurred = blur(sharp, kernel)
+    assert deconvolution_misfit(blurred, sharp, kernel, 0.0) < 1e-3  # the right latent: no misfit
+    # "deconvolving" by doing nothing explains nothing: misfit 1
+    assert deconvolution_misfit(blurred, blurred, kernel, 0.0) == pytest.approx(1.0, rel=1e-4)
+    # the right latent judged with the wrong kernel (a vertical streak) misfits
+    assert deconvolution_misfit(blurred, sharp, kernel.T.contiguous(), 0.0) > 0.3
+
+
+def test_the_misfit_discounts_the_noise():
+    sharp = to_tensor(small_photo("chelsea", (96, 96)))
+    kernel = _streak()
+    variance = 0.001
+    noisy = blur(sharp, kernel) + torch.randn(sharp.shape, generator=torch.Generator().manual_seed(0)) * variance**0.5
+    raw = deconvolution_misfit(noisy, sharp, kernel, 0.0)
+    corrected = deconvolution_misfit(noisy, sharp, kernel, variance)
+    assert raw > 0.05 and corrected < 0.25 * raw
+
+
+def test_misfit_levels_and_trimmed_kernels():
+    assert misfit_level(None) == 1.0 and misfit_level(0.0) == 0.0
+    assert misfit_level(0.25) == pytest.approx(0.5) and misfit_level(7.0) == 1.0
+    padded = np.zeros((13, 13), np.float32)
+    padded[4:9, 4:9] = np.random.default_rng(0).random((5, 5))
+    trimmed = trim_kernel(padded)
+    assert trimmed.shape == (5, 5)
+    image = torch.rand(1, 1, 40, 40)
+    torch.testing.assert_close(blur(image, torch.from_numpy(trimmed)), blur(image, torch.from_numpy(padded)))
+
+
+def test_a_grown_refiner_computes_what_the_smaller_one_did():
+    torch.manual_seed(0)
+    small = build_generator(REFINER)
+    init_normal(small, 0.2)
+    small.eval()
+    large = build_generator(MISFIT_REFINER).eval()
+    state, grown = grow_input_channels(small.state_dict(), large.state_dict())
+    large.load_state_dict(state, strict=True)
+    assert len(grown) == 2  # the first layer and the full-resolution skip's layer
+    blurred, deconvolved = torch.rand(1, 3, 32, 40), torch.rand(1, 3, 32, 40)
+    with torch.no_grad():
+        expected = small(torch.cat([blurred, deconvolved], 1))
+        for level in (0.0, 1.0):
+            got = large(torch.cat([blurred, torch.full((1, 1, 32, 40), level), deconvolved], 1))
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_crops_carry_their_misfit_levels_into_seven_channel_batches(refiner_set):  # noqa: F811
+    misfits = crop_misfits(refiner_set / "set")
+    assert (refiner_set / "set" / "misfits.npy").is_file() and misfits.shape == (6,)
+    crops = RefinerCrops(refiner_set / "set", misfit=True)
+    assert crops.levels.shape == (6,) and ((crops.levels >= 0) & (crops.levels <= 1)).all()
+    for index, misfit in enumerate(misfits):
+        assert crops.levels[index] == pytest.approx(1.0 if np.isnan(misfit) else misfit_level(float(misfit)))
+    inputs, sharp = RefinerStream(crops, size=32, batch_size=3, seed=0).next().to_device(torch.device("cpu"))
+    assert inputs.shape == (3, 7, 32, 32) and sharp.shape == (3, 3, 32, 32)
+    channel = inputs[:, 3]
+    assert torch.equal(channel, channel[:, :1, :1].expand_as(channel))  # one level per crop
+    assert set(channel[:, 0, 0].tolist()) <= set(crops.levels.tolist())
+    val_inputs, _ = refiner_validation(crops)
+    assert val_inputs.shape[1] == 7
+
+
+@pytest.fixture(scope="module")
+def misfit_weights(refiner_set):  # noqa: F811
+    base = hybrid()
+    cfg = replace(base, model=MISFIT_REFINER,
+                  discriminator=replace(base.discriminator, channels=(8, 16), strides=(2, 2)),
+                  loss=replace(base.loss, adv_warmup_steps=1),
+                  train=replace(base.train, steps=2, batch_size=2, crop=32, checkpoint_every=2,
+                                validate_every=2, log_every=1))
+    summary = train(cfg, [refiner_set / "set"], refiner_set / "misfit-run", device="cpu", progress=False)
+    assert summary["steps"] == 2
+    return refiner_set / "misfit-run" / "generator.safetensors"
+
+
+def test_the_hybrid_engine_gives_a_misfit_refiner_its_map(misfit_weights):
+    engine = load_engine("hybrid", weights=misfit_weights, device="cpu", kernel_size=9)
+    assert engine.sees_misfit
+    photo = small_photo("astronaut", (96, 96))
+    first = engine.dcp.restore(photo)
+    assert first.kernel is not None
+    level = engine.misfit_map(photo, first.image, first.kernel)
+    assert level.shape == photo.shape[:2] and level.dtype == np.uint8
+    # a region without a kernel has nothing to trust: level 255 there
+    none = engine.misfit_map(photo, first.image, np.zeros_like(first.kernel))
+    assert (none == 255).all() and level.min() < 255
+    result = engine.restore(photo)
+    np.testing.assert_array_equal(result.image, engine.refine_array(photo, first.image, level))
+    # the map is an input: another level changes the output
+    assert not np.array_equal(engine.refine_array(photo, first.image, np.zeros_like(level)),
+                              engine.refine_array(photo, first.image, np.full_like(level, 255)))
