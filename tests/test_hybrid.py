@@ -187,15 +187,20 @@ def test_a_run_trains_on_several_sets_and_validates_on_the_first(refiner_set):
     np.testing.assert_array_equal(both[len(first)], first[0])
 
 
-@pytest.fixture(scope="module")
-def refiner_weights(refiner_set):
+def train_tiny_refiner(model: ModelConfig, sets: list, out) -> dict:
+    """Two steps of the hybrid preset's losses on a tiny refiner (seconds): its summary."""
     base = hybrid()
-    cfg = replace(base, model=REFINER,
+    cfg = replace(base, model=model,
                   discriminator=replace(base.discriminator, channels=(8, 16), strides=(2, 2)),
                   loss=replace(base.loss, adv_warmup_steps=1),
                   train=replace(base.train, steps=2, batch_size=2, crop=32, checkpoint_every=2,
                                 validate_every=2, log_every=1))
-    summary = train(cfg, [refiner_set / "set"], refiner_set / "run", device="cpu", progress=False)
+    return train(cfg, sets, out, device="cpu", progress=False)
+
+
+@pytest.fixture(scope="module")
+def refiner_weights(refiner_set):
+    summary = train_tiny_refiner(REFINER, [refiner_set / "set"], refiner_set / "run")
     assert summary["steps"] == 2 and summary["adversarial_active"]
     return refiner_set / "run" / "generator.safetensors"
 

@@ -9,16 +9,14 @@ import torch
 
 from darkdeblur.blur import blur
 from darkdeblur.blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
-from darkdeblur.config import hybrid
 from darkdeblur.data.refiner_set import RefinerCrops, RefinerStream, crop_misfits, refiner_validation
 from darkdeblur.engines import load_engine
 from darkdeblur.models import build_generator, init_normal
 from darkdeblur.models.grow import grow_input_channels
 from darkdeblur.pixels import to_tensor
-from darkdeblur.trainer import train
 
 from conftest import small_photo
-from test_hybrid import REFINER, refiner_set  # noqa: F401  (the module's fixture of 6 crops)
+from test_hybrid import REFINER, refiner_set, train_tiny_refiner  # noqa: F401  (refiner_set: 6 crops)
 
 MISFIT_REFINER = replace(REFINER, inputs="blurred+deconvolved+misfit")
 
@@ -96,13 +94,7 @@ def test_crops_carry_their_misfit_levels_into_seven_channel_batches(refiner_set)
 
 @pytest.fixture(scope="module")
 def misfit_weights(refiner_set):  # noqa: F811
-    base = hybrid()
-    cfg = replace(base, model=MISFIT_REFINER,
-                  discriminator=replace(base.discriminator, channels=(8, 16), strides=(2, 2)),
-                  loss=replace(base.loss, adv_warmup_steps=1),
-                  train=replace(base.train, steps=2, batch_size=2, crop=32, checkpoint_every=2,
-                                validate_every=2, log_every=1))
-    summary = train(cfg, [refiner_set / "set"], refiner_set / "misfit-run", device="cpu", progress=False)
+    summary = train_tiny_refiner(MISFIT_REFINER, [refiner_set / "set"], refiner_set / "misfit-run")
     assert summary["steps"] == 2
     return refiner_set / "misfit-run" / "generator.safetensors"
 
