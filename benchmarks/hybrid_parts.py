@@ -20,7 +20,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from darkdeblur.data import find_pairs
-from darkdeblur.engines import DcpRestorer
+from darkdeblur.engines import DcpRestorer, HybridRestorer
 from darkdeblur.engines.gan import GanRestorer
 from darkdeblur.engines.memo import MemoRestorer
 from darkdeblur.image_io import read_rgb
@@ -28,14 +28,19 @@ from darkdeblur.models.layers import pad_to_multiple
 from darkdeblur.pixels import quantize, to_tensor
 
 
-def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray) -> dict[str, np.ndarray]:
-    """The refiner's output and its two parts alone, uint8 (H, W, 3) each, and the share map."""
-    x = torch.cat([to_tensor(blurred), to_tensor(deconvolved)], 1)
+def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray,
+          misfit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The refiner's output and its two parts alone, uint8 (H, W, 3) each, and the share map
+    (``misfit``: the uint8 (H, W) map of a refiner that sees one)."""
+    inputs = [to_tensor(blurred), to_tensor(deconvolved)]
+    if misfit is not None:
+        inputs.insert(1, torch.from_numpy(misfit).float()[None, None] / 255.0)
+    x = torch.cat(inputs, 1)
     padded, (height, width) = pad_to_multiple(x, generator.multiple)
     with torch.inference_mode():
         restored = generator(x)
         raw = generator.head(padded)[..., :height, :width]
-    b, d = x[:, :3] * 2 - 1, x[:, 3:] * 2 - 1
+    b, d = x[:, :3] * 2 - 1, x[:, -3:] * 2 - 1
     correction = raw[:, :3]
     if generator.cfg.grey_correction:
         correction = correction.mean(1, keepdim=True).expand_as(correction)
@@ -61,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.weights}: this refiner has no fall-back share (fallback_mix off)")
     generator = refiner.inference_model()
     dcp = MemoRestorer(DcpRestorer(), args.dcp_cache)
+    engine = HybridRestorer(DcpRestorer(), refiner)  # for the misfit map of a refiner that sees one
     print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |")
     print("|---|---|---|---|---|---|---|")
     for blurred_path, sharp_path in find_pairs(Path(args.pairs), "paired"):
@@ -72,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if first.kernel is None:  # dcp left it unchanged, and so does the hybrid engine
             print(f"| {blurred_path.name} | dcp left it unchanged | | | | | |")
             continue
-        out = parts(generator, blurred, deconvolved)
+        misfit = engine.misfit_map(blurred, deconvolved, first.kernel) if engine.sees_misfit else None
+        out = parts(generator, blurred, deconvolved, misfit)
         psnr = lambda image: peak_signal_noise_ratio(sharp, image, data_range=255)  # noqa: E731
         print(f"| {blurred_path.name} | {psnr(blurred):.2f} | {psnr(deconvolved):.2f} | {psnr(out['hybrid']):.2f} | "
               f"{psnr(out['correction_only']):.2f} | {psnr(out['fallback_only']):.2f} | "
