@@ -7,6 +7,12 @@ paper's losses on the engine's own deconvolutions of training crops
 and returns the restored photo: it starts from the deconvolution, removes its artefacts, and may
 move each pixel back towards the blurred photo where the deconvolution is wrong.
 
+A refiner trained with ``inputs="blurred+deconvolved+misfit"`` also gets, between the two, a map
+of how much of the blur each region's deconvolution fails to explain beyond the noise
+(:mod:`darkdeblur.blur.misfit`, one value per region of the engine, blended like its
+deconvolutions): evidence the network cannot compute itself, since it never sees the kernels,
+and the one that tells a right deconvolution from a wrong one.
+
 When the classical engine leaves the whole photo unchanged (tiny, flat, saturated, no reliable
 kernel), so does this one, with the same warning: the refiner is for deconvolutions.
 """
