@@ -1,6 +1,8 @@
 """The hybrid refiner's learning curve: gain against samples seen, on the dev sets.
 
-    python benchmarks/hybrid_curve.py runs/hybrid [--every 500] [--csv benchmarks/results/hybrid_curve.csv]
+    python benchmarks/hybrid_curve.py runs/hybrid [--every 500]
+    python benchmarks/hybrid_curve.py runs/hybrid-m1 --every 400 --run m1 --samples-before 24336 \
+        --csv benchmarks/results/hybrid_curve.csv
     python benchmarks/hybrid_curve.py src/darkdeblur/weights/hybrid.safetensors
 
 For each checkpoint of a hybrid training run (or one weights file) and each dev set it runs the
@@ -46,15 +48,43 @@ def samples_seen(path: Path) -> tuple[int, int]:
     return int(json.loads(meta.get("step", "0"))), int(json.loads(meta.get("samples", "0")))
 
 
+CURVE_METRICS = ("gain_input", "gain_dcp", "worst_input", "worst_dcp")
+
+
+def append_curve(path: Path, run: str, rows: list[dict], set_names: list[str]) -> None:
+    """One row per checkpoint: run, step, samples seen, and each set's four gains (dB)."""
+    columns = ["run", "step", "samples_seen"] + [f"{name}_{metric}" for name in set_names for metric in CURVE_METRICS]
+    if path.is_file():
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), None)
+        if header != columns:
+            raise SystemExit(f"{path}: its columns are {header}; these rows have {columns}")
+    by_step: dict[int, dict] = {}
+    for row in rows:
+        line = by_step.setdefault(row["step"], {"run": run, "step": row["step"], "samples_seen": row["samples"]})
+        line.update({f"{row['set']}_{metric}": f"{row[metric]:.2f}" for metric in CURVE_METRICS})
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        if new:
+            writer.writeheader()
+        writer.writerows(by_step.values())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", help="a hybrid run directory (its checkpoints) or a weights file")
     parser.add_argument("--every", type=int, default=500, help="checkpoints whose step is a multiple of this")
     parser.add_argument("--sets", nargs="+", default=list(SETS), metavar="NAME=FOLDER:PROTOCOL")
     parser.add_argument("--dcp-cache", default="runs/dcp-cache")
-    parser.add_argument("--csv", help="append the summary rows here")
+    parser.add_argument("--csv", help="append one row per checkpoint here (with --run): the committed curve")
+    parser.add_argument("--run", help="the run's name in the --csv rows")
+    parser.add_argument("--samples-before", type=int, default=0,
+                        help="samples the run's starting weights had seen (a run from --init-weights)")
     parser.add_argument("--per-image", help="write per-image rows of the last checkpoint here")
     args = parser.parse_args()
+    if args.csv and not args.run:
+        parser.error("--csv needs --run NAME")
     torch.set_num_threads(1)
     source = Path(args.weights)
     paths = ([p for p in list_checkpoints(source) if int(p.stem.split("_")[1]) % args.every == 0]
@@ -77,6 +107,7 @@ def main() -> int:
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:
         step, samples = samples_seen(path)
+        samples += args.samples_before
         refiner = GanRestorer.load(path, torch.device("cpu"), refiner=True)
         engine = HybridRestorer(dcp, refiner)
         for name, pairs, protocol in sets:
@@ -96,12 +127,7 @@ def main() -> int:
                 per_image += [{"set": name, "image": r["image"], "input": r["psnr_input"], "dcp": d["psnr"],
                                "hybrid": r["psnr"]} for r, d in zip(ours["per_image"], alone["per_image"])]
     if args.csv:
-        new = not Path(args.csv).is_file()
-        with open(args.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_curve(Path(args.csv), args.run, rows, [name for name, _, _ in sets])
     if args.per_image:
         with open(args.per_image, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(per_image[0]))

@@ -46,3 +46,23 @@ def test_hybrid_parts_add_up_to_the_refiners_output(load_benchmark):
         inside &= (image > 2) & (image < 253)  # where no part was clipped
     assert np.abs(out["correction_only"].astype(int) - d).mean() > 0
     assert inside.mean() > 0.3 and np.abs(both - out["hybrid"].astype(int))[inside].max() <= 2
+
+
+def test_the_learning_curve_appends_one_row_per_checkpoint_and_refuses_other_columns(load_benchmark, tmp_path):
+    import csv
+
+    import pytest
+
+    curve = load_benchmark("hybrid_curve")
+    rows = [{"step": step, "samples": 16 * step + 100, "set": name, "gain_input": gain, "gain_dcp": gain - 1,
+             "worst_input": gain - 2, "worst_dcp": gain - 3}
+            for step, gain in ((100, 0.5), (200, 0.75)) for name in ("kodak24", "gopro")]
+    path = tmp_path / "curve.csv"
+    curve.append_curve(path, "m1", rows, ["kodak24", "gopro"])
+    curve.append_curve(path, "m2", rows[:2], ["kodak24", "gopro"])
+    lines = list(csv.DictReader(open(path)))
+    assert [(r["run"], r["step"], r["samples_seen"]) for r in lines] == [("m1", "100", "1700"), ("m1", "200", "3300"),
+                                                                         ("m2", "100", "1700")]
+    assert lines[1]["gopro_gain_input"] == "0.75" and lines[1]["kodak24_worst_dcp"] == "-2.25"
+    with pytest.raises(SystemExit, match="columns"):
+        curve.append_curve(path, "m3", rows, ["gopro"])
