@@ -41,10 +41,10 @@ def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray,
         restored = generator(x)
         raw = generator.head(padded)[..., :height, :width]
     b, d = x[:, :3] * 2 - 1, x[:, -3:] * 2 - 1
-    correction = raw[:, :3]
+    correction = raw[:, :3] if generator.cfg.correction else torch.zeros_like(d)
     if generator.cfg.grey_correction:
         correction = correction.mean(1, keepdim=True).expand_as(correction)
-    share = raw[:, 3:4]
+    share = raw[:, -1:]
 
     def image(t: torch.Tensor) -> np.ndarray:
         return quantize(((t.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 0).numpy(), np.uint8)

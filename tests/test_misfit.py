@@ -115,3 +115,36 @@ def test_the_hybrid_engine_gives_a_misfit_refiner_its_map(misfit_weights):
     # the map is an input: another level changes the output
     assert not np.array_equal(engine.refine_array(photo, first.image, np.zeros_like(level)),
                               engine.refine_array(photo, first.image, np.full_like(level, 255)))
+
+
+def test_a_refiner_without_correction_only_moves_between_the_deconvolution_and_the_photo():
+    torch.manual_seed(1)
+    with_correction = build_generator(MISFIT_REFINER)
+    init_normal(with_correction, 0.3)
+    with_correction.eval()
+    share_only = build_generator(replace(MISFIT_REFINER, correction=False)).eval()
+    from darkdeblur.models.grow import keep_share_output
+
+    state, kept = keep_share_output(with_correction.state_dict(), share_only.state_dict())
+    share_only.load_state_dict(state, strict=True)
+    assert kept == ["output.1.weight", "output.1.bias"]
+    blurred, deconvolved = torch.rand(1, 3, 32, 40), torch.rand(1, 3, 32, 40)
+    x = torch.cat([blurred, torch.full((1, 1, 32, 40), 0.5), deconvolved], 1)
+    with torch.no_grad():
+        out = share_only(x)
+        share = share_only.head(x)[:, :1]  # no padding needed at 32x40 for depth 3
+    expected = ((deconvolved * 2 - 1) + share * (blurred - deconvolved) * 2).clamp(-1, 1) / 2 + 0.5
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="fallback_mix"):
+        build_generator(replace(MISFIT_REFINER, correction=False, fallback_mix=False))
+
+
+def test_a_six_input_refiner_with_correction_starts_a_seven_input_share_only_one():
+    from darkdeblur.models.grow import keep_share_output
+
+    old = build_generator(REFINER).eval()
+    new = build_generator(replace(MISFIT_REFINER, correction=False)).eval()
+    state, grown = grow_input_channels(old.state_dict(), new.state_dict())
+    state, kept = keep_share_output(state, new.state_dict())
+    new.load_state_dict(state, strict=True)  # every shape fits
+    assert "output.1.weight" in grown and "output.1.weight" in kept

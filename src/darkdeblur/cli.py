@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of the adversarial term (the paper's 1; 0 trains without the discriminator)")
     p.add_argument("--dark-weight", type=float,
                    help="weight of the dark-channel loss (the paper's 250; 0 for its ablation)")
+    p.add_argument("--no-correction", action="store_true",
+                   help="hybrid preset: the refiner only chooses, per pixel, between the deconvolution and "
+                        "the blurred photo (no learned correction; see docs/training-notes.md)")
     p.add_argument("--refiner-inputs", choices=["blurred+deconvolved", "blurred+deconvolved+misfit"],
                    help="hybrid preset: what the refiner sees; +misfit adds a channel saying how much of "
                         "the blur each region's deconvolution fails to explain (with --init-weights from a "
@@ -321,6 +324,11 @@ def _cmd_train(args) -> int:
             print(f"darkdeblur train: --refiner-inputs is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
             return 2
         cfg = replace(cfg, model=replace(cfg.model, inputs=args.refiner_inputs))
+    if args.no_correction:
+        if not cfg.model.fallback_mix:
+            print(f"darkdeblur train: --no-correction is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, model=replace(cfg.model, correction=False))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,

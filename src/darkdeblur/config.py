@@ -54,6 +54,11 @@ class ModelConfig:
     # refiner changes brightness, never colour: a free colour correction drew fringes along grey
     # edges (tests/test_bundled_hybrid.py). The share ``a`` is one channel already.
     grey_correction: bool = False
+    # Hybrid with fallback_mix only: False drops the correction, so the refiner only chooses, per
+    # pixel, how far to move from the deconvolution back to the blurred photo (restored =
+    # d + a (b - d)). Measured: the correction of every refiner trained on these CPUs lowered the
+    # dev numbers it was added to, and the share alone gained more (docs/training-notes.md).
+    correction: bool = True
 
     @property
     def input_channels(self) -> int:

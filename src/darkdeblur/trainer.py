@@ -26,7 +26,7 @@ from .data.refiner_set import RefinerCrops, RefinerStream, is_refiner_set, refin
 from .data.stream import Prefetcher, make_kernel_bank
 from .devices import resolve_device
 from .models import count_parameters
-from .models.grow import grow_input_channels
+from .models.grow import grow_input_channels, keep_share_output
 from .random_state import seed_all
 from .resume import RunState, resume_latest, save_run
 from .run_logs import RunLog
@@ -104,11 +104,16 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     models = build_models(cfg, dev, vgg_weights)
     if init_weights:
         warm, _ = load_generator(init_weights)
-        state, grown = grow_input_channels(warm.state_dict(), models.generator.state_dict())
+        target = models.generator.state_dict()
+        state, grown = grow_input_channels(warm.state_dict(), target)
+        state, kept = keep_share_output(state, target)
         models.generator.load_state_dict(state, strict=True)
         if grown and ctx.is_main:
             print(f"darkdeblur train: {init_weights}: {', '.join(grown)} given a zero-weighted input channel "
-                  f"(before the deconvolution's three): the network starts as the one it was", flush=True)
+                  f"(before the deconvolution's three): the channel starts unused", flush=True)
+        if kept and ctx.is_main:
+            print(f"darkdeblur train: {init_weights}: {', '.join(kept)} keep only the fall-back share's output "
+                  f"(no correction)", flush=True)
     need = checkpoint_bytes(models) + MIN_FREE_BYTES
     # Before any image is read: a run that cannot be saved should fail in seconds, not hours.
     on_main(ctx, dev, lambda: check_output_dir(out, need, resume=resume), "use the output directory")

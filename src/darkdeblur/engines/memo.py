@@ -48,3 +48,7 @@ class MemoRestorer(Restorer):
 
     def describe(self) -> dict:
         return self.engine.describe()
+
+    def regions(self, height: int, width: int) -> tuple[list, list]:
+        """The wrapped dcp engine's regions (the hybrid engine's misfit map needs them)."""
+        return self.engine.regions(height, width)

@@ -1,10 +1,13 @@
-"""Starting a refiner that sees one more input channel from one that did not.
+"""Starting a refiner from one with another input or output layout.
 
 A refiner trained on (blurred, deconvolved) can start a refiner that also sees the misfit
 channel (``ModelConfig.inputs``): the convolutions that read the raw input (the first layer,
 and the last one through the full-resolution skip) get a column of zeros for the new channel,
 inserted where the new channel sits, just before the deconvolution's three. The new network
 then computes exactly what the old one did, and training decides what the channel is worth.
+
+A refiner without a correction (``ModelConfig.correction = False``) outputs the fall-back share
+alone: its last layer keeps the share's output (the last) of a refiner that had both.
 """
 from __future__ import annotations
 
@@ -14,13 +17,14 @@ import torch
 def grow_input_channels(state: dict[str, torch.Tensor],
                         target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """``state`` fitted to ``target``'s shapes: a weight whose input dimension (dim 1) is
-    smaller gets zero columns before its last three; returns (state, names of grown weights).
+    smaller gets zero columns before its last three (its outputs, dim 0, are left as they are);
+    returns (state, names of grown weights).
     Any other shape difference is left for the strict load to report."""
     grown, names = dict(state), []
     for name, tensor in state.items():
         wanted = target.get(name)
-        if (wanted is None or tensor.dim() != 4 or wanted.shape == tensor.shape
-                or wanted.shape[0] != tensor.shape[0] or wanted.shape[2:] != tensor.shape[2:]
+        if (wanted is None or tensor.dim() != 4 or wanted.shape[1:] == tensor.shape[1:]
+                or wanted.shape[2:] != tensor.shape[2:]
                 or not tensor.shape[1] < wanted.shape[1] or tensor.shape[1] < 3):
             continue
         extra = wanted.shape[1] - tensor.shape[1]
@@ -28,3 +32,17 @@ def grow_input_channels(state: dict[str, torch.Tensor],
         grown[name] = torch.cat([tensor[:, :-3], zeros, tensor[:, -3:]], 1)
         names.append(name)
     return grown, names
+
+
+def keep_share_output(state: dict[str, torch.Tensor],
+                      target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` fitted to a target whose last layer outputs only the share: a weight or bias
+    with 4 outputs where the target has 1 keeps its last; returns (state, names kept)."""
+    kept, names = dict(state), []
+    for name, tensor in state.items():
+        wanted = target.get(name)
+        if wanted is not None and tensor.dim() >= 1 and tensor.shape[0] == 4 and wanted.shape[0] == 1 \
+                and tensor.shape[1:] == wanted.shape[1:]:
+            kept[name] = tensor[-1:].clone()
+            names.append(name)
+    return kept, names

@@ -42,6 +42,8 @@ class UNetGenerator(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if not cfg.correction and not cfg.fallback_mix:
+            raise ValueError("a generator without a correction needs fallback_mix (it would output its input)")
         self.cfg = cfg
         widths = level_widths(cfg)
         k, pad = cfg.kernel_size, cfg.kernel_size // 2
@@ -85,7 +87,9 @@ class UNetGenerator(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        return 4 if self.cfg.fallback_mix else 3  # the correction, and the share a
+        if self.cfg.fallback_mix:  # the correction (unless dropped), then the share a
+            return 4 if self.cfg.correction else 1
+        return 3
 
     @property
     def multiple(self) -> int:
@@ -99,8 +103,9 @@ class UNetGenerator(nn.Module):
             nn.init.zeros_(last.bias)
 
     def head(self, padded: torch.Tensor) -> torch.Tensor:
-        """The network's raw output on an input padded to ``multiple``: (B, 3 or 4, H', W'), the
-        correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``."""
+        """The network's raw output on an input padded to ``multiple``: (B, 1, 3 or 4, H', W'), the
+        correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``
+        (the share alone without ``correction``)."""
         x = padded * 2 - 1  # (B, 3 or 6, H', W') in [-1, 1]
         skips = []
         for block in self.encoder:
@@ -118,8 +123,9 @@ class UNetGenerator(nn.Module):
         base = padded[:, -3:] * 2 - 1  # what the residual starts from: the blurred photo or its deconvolution
         x = self.head(padded)
         if self.cfg.fallback_mix:
-            share, x = x[:, 3:], x[:, :3]
+            share = x[:, -1:]
             base = base + share * (padded[:, :3] * 2 - 1 - base)
+            x = x[:, :3] if self.cfg.correction else torch.zeros_like(base)
         if self.cfg.grey_correction:
             x = x.mean(1, keepdim=True).expand_as(x)
         if self.cfg.global_residual:
