@@ -89,6 +89,17 @@ def cpu_latency(model: GanRestorer, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def preprocessing(cfg) -> str:
+    """What the network's input channels are, for the record."""
+    inputs = cfg.model.inputs
+    if inputs == "blurred":
+        return "RGB in [0, 1]"
+    if inputs == "blurred+deconvolved":
+        return "6 channels: the blurred photo, then the dcp engine's deconvolution of it, RGB in [0, 1]"
+    return ("7 channels: the blurred photo (RGB), each region's misfit level (darkdeblur.blur.misfit, "
+            "blended across regions), the dcp engine's deconvolution (RGB), all in [0, 1]")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -101,6 +112,8 @@ def main() -> None:
                         "sharp/ + the 20 real gopro_pairs)", help="what it was trained on, for the record")
     parser.add_argument("--cache", default=str(ROOT / "runs" / "synth"))
     parser.add_argument("--dry-run", action="store_true", help="measure only; write nothing")
+    parser.add_argument("--samples-before", type=int, default=0,
+                        help="samples the run's --init-weights had seen: the record counts all of them")
     parser.add_argument("--grey-correction", action="store_true",
                         help="a hybrid refiner trained with a colour correction, shipped with it made the "
                              "same in the three channels (config model.grey_correction)")
@@ -134,16 +147,15 @@ def main() -> None:
         return
     path = WEIGHTS_DIR / f"{args.name}.safetensors"
     world = len(state.get("ranks", [None]))  # processes: each drew its own batch
-    samples = state["step"] * cfg.train.batch_size * world
+    samples = args.samples_before + state["step"] * cfg.train.batch_size * world
     sha = export_weights(generator, cfg, path, extra={"step": state["step"], "samples": samples})
     record = {
         "file": path.name, "sha256": sha, "parameters": count_parameters(generator),
         "config": cfg.to_dict(),
-        "preprocessing": ("6 channels: the blurred photo, then the dcp engine's deconvolution of it, RGB in "
-                          "[0, 1]" if hybrid else "RGB in [0, 1]") + "; any size (reflect-padded to a multiple of 2**depth)",
+        "preprocessing": preprocessing(cfg) + "; any size (reflect-padded to a multiple of 2**depth)",
         "training": {"command": args.train_command, "data": args.data,
                      "steps": state["step"], "batch_size": cfg.train.batch_size, "processes": world,
-                     "samples": samples,
+                     "samples": samples, "samples_before_this_run": args.samples_before,
                      "wall_time_s": args.wall_time_s, "hardware": args.hardware},
         "metrics": metrics,
         "cpu_latency_1280x720_s": {"median_of_5": round(latency, 3), "threads": torch.get_num_threads(),
