@@ -28,10 +28,13 @@ import torch
 
 from darkdeblur.checkpoint import list_checkpoints, load_checkpoint
 from darkdeblur.data import find_pairs
-from darkdeblur.engines import DcpRestorer, HybridRestorer
+from darkdeblur.engines import DcpRestorer, DcpSettings, HybridRestorer
 from darkdeblur.engines.gan import GanRestorer
 from darkdeblur.engines.memo import MemoRestorer
 from darkdeblur.evaluate import evaluate_pairs
+
+# what the hybrid refiner refines: the plain deconvolution (the dcp engine without its fall-back)
+PLAIN_DCP = DcpSettings(fallback=None)
 
 SETS = ("kodak24=runs/synth/kodak24:full", "kodak24_noisy=runs/synth/kodak24_noisy:full",
         "gopro=../shared/data/dev/gopro:full", "paper_samples=../shared/data/dev/paper_samples:paper")
@@ -92,7 +95,7 @@ def main() -> int:
     if not paths:
         print(f"{source}: no checkpoints at multiples of {args.every}", file=sys.stderr)
         return 1
-    dcp = MemoRestorer(DcpRestorer(), args.dcp_cache)
+    dcp = MemoRestorer(DcpRestorer(PLAIN_DCP), args.dcp_cache)
     sets = []
     for spec in args.sets:
         name, rest = spec.split("=", 1)

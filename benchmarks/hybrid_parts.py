@@ -20,12 +20,15 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio
 
 from darkdeblur.data import find_pairs
-from darkdeblur.engines import DcpRestorer, HybridRestorer
+from darkdeblur.engines import DcpRestorer, DcpSettings, HybridRestorer
 from darkdeblur.engines.gan import GanRestorer
 from darkdeblur.engines.memo import MemoRestorer
 from darkdeblur.image_io import read_rgb
 from darkdeblur.models.layers import pad_to_multiple
 from darkdeblur.pixels import quantize, to_tensor
+
+# what the hybrid refiner refines: the plain deconvolution (the dcp engine without its fall-back)
+PLAIN_DCP = DcpSettings(fallback=None)
 
 
 def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray,
@@ -65,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     if not refiner.cfg.model.fallback_mix:
         raise SystemExit(f"{args.weights}: this refiner has no fall-back share (fallback_mix off)")
     generator = refiner.inference_model()
-    dcp = MemoRestorer(DcpRestorer(), args.dcp_cache)
-    engine = HybridRestorer(DcpRestorer(), refiner)  # for the misfit map of a refiner that sees one
+    dcp = MemoRestorer(DcpRestorer(PLAIN_DCP), args.dcp_cache)
+    engine = HybridRestorer(DcpRestorer(PLAIN_DCP), refiner)  # for the misfit map of a refiner that sees one
     print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |")
     print("|---|---|---|---|---|---|---|")
     for blurred_path, sharp_path in find_pairs(Path(args.pairs), "paired"):

@@ -148,3 +148,66 @@ def test_a_six_input_refiner_with_correction_starts_a_seven_input_share_only_one
     state, kept = keep_share_output(state, new.state_dict())
     new.load_state_dict(state, strict=True)  # every shape fits
     assert "output.1.weight" in grown and "output.1.weight" in kept
+
+
+def test_the_fallback_moves_regions_back_as_far_as_they_misfit():
+    from darkdeblur.blur.misfit import MisfitFallback
+
+    rule = MisfitFallback(lo=0.1, width=0.4, noise_slope=10.0)
+    assert rule.share(np.float32(0.1), 0.0) == 0.0 and rule.share(np.float32(0.3), 0.0) == pytest.approx(0.5)
+    assert rule.share(np.float32(0.9), 0.0) == 1.0
+    assert rule.share(np.float32(0.3), 0.03) == 0.0  # noise explains part of the misfit
+    rng = np.random.default_rng(0)
+    photo, deconvolved = (rng.integers(0, 256, (700, 90, 3), dtype=np.uint8) for _ in range(2))
+    np.testing.assert_array_equal(rule.apply(photo, deconvolved, np.full((700, 90), 255, np.uint8), 0.0), photo)
+    np.testing.assert_array_equal(rule.apply(photo, deconvolved, np.zeros((700, 90), np.uint8), 0.0), deconvolved)
+    halfway = rule.apply(photo, deconvolved, np.full((700, 90), round(0.3 * 255), np.uint8), 0.0, band=256)
+    share = float(rule.share(np.float32(round(0.3 * 255) / 255), 0.0))
+    assert 0.45 < share < 0.55
+    expected = (deconvolved.astype(float) + share * (photo.astype(float) - deconvolved)).round()
+    assert np.abs(halfway - expected).max() <= 1  # the bands (256 rows) join without a seam
+
+
+def test_the_misfit_map_blends_region_levels_like_the_deconvolution():
+    from darkdeblur.engines.dcp import misfit_map
+    from darkdeblur.tiling import span_weights, tile_spans
+
+    sharp = small_photo("coffee", (200, 150))
+    kernel = np.zeros((9, 9), np.float32)
+    kernel[4, :] = 1 / 9
+    blurred = (blur(to_tensor(sharp), torch.from_numpy(kernel))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    rows, cols = tile_spans(150, 96, 32), tile_spans(200, 96, 32)
+    grid = np.zeros((len(rows), len(cols), 9, 9), np.float32)
+    grid[0, 0] = kernel  # one region with its (right) kernel, the others without any
+    levels = misfit_map(blurred, sharp, grid, rows, cols, 0.0)
+    # the simple way: every region's level spread with the tiles' weights over the whole photo
+    expected = np.zeros((150, 200), np.float32)
+    for i, (top, bottom) in enumerate(rows):
+        for j, (left, right) in enumerate(cols):
+            level = 1.0
+            if i == j == 0:
+                level = misfit_level(deconvolution_misfit(to_tensor(blurred[top:bottom, left:right]),
+                                                          to_tensor(sharp[top:bottom, left:right]),
+                                                          torch.from_numpy(kernel), 0.0))
+            expected[top:bottom, left:right] += level * np.outer(span_weights(rows, i), span_weights(cols, j))
+    assert np.abs(levels.astype(float) - expected * 255).max() <= 1
+    assert levels[0, 0] < 60 and levels[-1, -1] == 255  # the right kernel explains its region
+
+
+def test_the_dcp_engine_falls_back_by_misfit_and_the_hybrid_refines_the_plain_deconvolution():
+    from darkdeblur.engines import DcpRestorer, DcpSettings
+    from darkdeblur.engines.dcp import misfit_map, noise_sigma
+
+    dcp = load_engine("dcp", device="cpu", kernel_size=9)
+    assert dcp.settings.fallback is not None and dcp.describe()["misfit_fallback"]["width"] == 0.4
+    assert load_engine("hybrid", device="cpu").dcp.settings.fallback is None
+    sharp = small_photo("astronaut", (96, 96))
+    photo = (blur(to_tensor(sharp), _streak(7))[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    plain = DcpRestorer(replace(dcp.settings, fallback=None)).restore(photo)
+    assert plain.kernel is not None
+    rows, cols = dcp.regions(96, 96)
+    sigma = noise_sigma(photo)
+    levels = misfit_map(photo, plain.image, plain.kernel, rows, cols, sigma**2)
+    expected = dcp.settings.fallback.apply(photo, plain.image, levels, sigma)
+    np.testing.assert_array_equal(dcp.restore(photo).image, expected)
+    assert DcpSettings().fallback == dcp.settings.fallback

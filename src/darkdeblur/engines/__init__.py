@@ -61,7 +61,7 @@ def load_engine(method: str | None = None, weights: str | os.PathLike | None = N
     estimation = replace(settings.estimation, dark_channel=prior == "dark")
     if kernel_size is not None:
         estimation = replace(estimation, kernel_size=kernel_size)
-    dcp = DcpRestorer(replace(settings, estimation=estimation), dev, progress=progress)
-    if method == "hybrid":
+    if method == "hybrid":  # the refiner refines the plain deconvolution: it does its own fall-back
+        dcp = DcpRestorer(replace(settings, estimation=estimation, fallback=None), dev, progress=progress)
         return HybridRestorer.load(dcp, weights, dev, tile=tile, overlap=overlap, half=half)
-    return dcp
+    return DcpRestorer(replace(settings, estimation=estimation), dev, progress=progress)

@@ -18,7 +18,7 @@ kernel, the photo returns unchanged with the reason.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -27,9 +27,10 @@ from tqdm import tqdm
 
 from ..blur import blur
 from ..blur.kernel_estimation import EstimationSettings, downscale, estimate_kernel, resize_kernel
+from ..blur.misfit import MisfitFallback, deconvolution_misfit, misfit_level, trim_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
 from ..pixels import to_tensor
-from ..tiling import blend_tiles, round_up, tile_spans
+from ..tiling import blend_tiles, round_up, span_weights, tile_spans
 from .base import Restoration, Restorer
 
 LUMA = (0.299, 0.587, 0.114)
@@ -51,6 +52,9 @@ class DcpSettings:
     min_side: int = 48
     flat_std: float = 0.01     # luminance standard deviation below which a photo is flat
     max_saturated: float = 0.5  # share of clipped pixels above which a photo is left alone
+    # Each region moves back to the photo as far as its deconvolution fails to explain its blur
+    # (darkdeblur.blur.misfit); None: the plain deconvolution (what the hybrid refiner refines)
+    fallback: MisfitFallback | None = field(default_factory=MisfitFallback)
 
     @property
     def kernel_size(self) -> int:
@@ -68,7 +72,9 @@ class DcpRestorer(Restorer):
 
     def describe(self) -> dict:
         variant = "dark channel + L0 gradients" if self.settings.estimation.dark_channel else "L0 gradients"
-        return {"method": self.method, "prior": variant, "kernel_size": self.settings.kernel_size}
+        fallback = self.settings.fallback
+        return {"method": self.method, "prior": variant, "kernel_size": self.settings.kernel_size,
+                "misfit_fallback": None if fallback is None else asdict(fallback)}
 
     # ------------------------------------------------------------------------------- stages
 
@@ -169,7 +175,8 @@ class DcpRestorer(Restorer):
         reason = self.unsuitable(grey)
         if reason:
             return Restoration(rgb.copy(), None, [reason])
-        weight = noise_adaptive_weight(noise_sigma(rgb))
+        sigma = noise_sigma(rgb)
+        weight = noise_adaptive_weight(sigma)
         height, width = grey.shape
         scale = self.working_scale(height, width)
         working = downscale(grey, scale)
@@ -193,12 +200,26 @@ class DcpRestorer(Restorer):
             return Restoration(rgb.copy(), None, [reasons[0] if reasons else
                                                   "no region with edges to estimate a blur from; returned unchanged"])
         restored = self.deconvolve_regions(rgb, rows, cols, kernels, weight)
-        bar.update(100 - bar.n)
         warnings = []
+        if s.fallback is not None:
+            grid = kernel_grid(kernels, len(rows), len(cols))
+            levels = misfit_map(rgb, restored, grid, rows, cols, sigma**2)
+            restored = s.fallback.apply(rgb, restored, levels, sigma)
+            kept = sum(float(s.fallback.share(np.float32(self.region_level(levels, rows[i], cols[j])), sigma)) > 0.5
+                       for i, j in kernels)
+            if kept:
+                warnings.append(f"{kept} of {len(rows) * len(cols)} regions kept closer to the photo than to "
+                                "their deconvolution (it explains their blur poorly)")
+        bar.update(100 - bar.n)
         if len(kernels) < len(rows) * len(cols):
             warnings.append(f"{len(rows) * len(cols) - len(kernels)} of {len(rows) * len(cols)} regions "
                             "had no reliable blur estimate and were left unchanged")
         return Restoration(restored, kernel_grid(kernels, len(rows), len(cols)), warnings)
+
+    @staticmethod
+    def region_level(levels: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> float:
+        """A region's misfit level, read at its centre in the blended map (0-1)."""
+        return float(levels[(rows[0] + rows[1]) // 2, (cols[0] + cols[1]) // 2]) / 255.0
 
     def deconvolve_regions(self, rgb: np.ndarray, rows, cols, kernels, weight: float) -> np.ndarray:
         """Each region deconvolved with its own kernel (or left as it is), blended smoothly.
@@ -258,3 +279,36 @@ def noise_sigma(rgb: np.ndarray, side: int = 1024) -> float:
     top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
     window = rgb[top:top + side, left:left + side].astype(np.float32) / float(np.iinfo(rgb.dtype).max)
     return float(estimate_sigma(window, channel_axis=-1, average_sigmas=True))
+
+
+def misfit_map(rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray, rows: list, cols: list,
+               variance: float) -> np.ndarray:
+    """uint8 (H, W): each region's misfit level (:func:`darkdeblur.blur.misfit.misfit_level`,
+    x 255) for its kernel in the grid ``kernels`` (rows, cols, k, k), blended across regions with
+    the deconvolution's own weights; 255 where a region kept its blurred pixels. ``variance``:
+    the photo's noise variance on [0, 1]."""
+    height, width = rgb.shape[:2]
+    levels = np.ones((len(rows), len(cols)), np.float32)
+    for i, (top, bottom) in enumerate(rows):
+        for j, (left, right) in enumerate(cols):
+            kernel = torch.from_numpy(trim_kernel(kernels[i, j]))
+            if float(kernel.sum()) > 0:
+                levels[i, j] = misfit_level(deconvolution_misfit(
+                    to_tensor(rgb[top:bottom, left:right]), to_tensor(deconvolved[top:bottom, left:right]),
+                    kernel, variance))
+    row_weights = [span_weights(rows, i) for i in range(len(rows))]
+    col_weights = [span_weights(cols, j) for j in range(len(cols))]
+    blended = np.zeros((height, width), np.uint8)
+    for i, (top, bottom) in enumerate(rows):  # one band of regions at a time: a float map of
+        band = np.zeros((bottom - top, width), np.float32)  # 24 megapixels would be 96 MB
+        for k, (t, b) in enumerate(rows):
+            if b <= top or t >= bottom:
+                continue
+            lo, hi = max(t, top), min(b, bottom)
+            for j, (left, right) in enumerate(cols):
+                band[lo - top:hi - top, left:right] += levels[k, j] * np.outer(
+                    row_weights[k][lo - t:hi - t], col_weights[j])
+        start = top if i == 0 else rows[i - 1][1]  # rows already written stay as they are
+        if start < bottom:
+            blended[start:bottom] = np.clip(np.rint(band[start - top:] * 255), 0, 255).astype(np.uint8)
+    return blended

@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
 from ..pixels import quantize, to_tensor
-from ..tiling import blend_tiles, span_weights, tile_spans
+from ..tiling import blend_tiles, tile_spans
 from .base import Restoration, Restorer
-from .dcp import DcpRestorer, noise_sigma
+from .dcp import DcpRestorer, misfit_map, noise_sigma
 from .gan import GanRestorer
 
 BUNDLED_HYBRID_WEIGHTS = "hybrid.safetensors"
@@ -79,27 +78,10 @@ class HybridRestorer(Restorer):
         return Restoration(self.refine_array(rgb, first.image, misfit), first.kernel, first.warnings)
 
     def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray) -> np.ndarray:
-        """uint8 (H, W): each region's misfit level (:func:`darkdeblur.blur.misfit.misfit_level`,
-        x 255), blended across regions with the deconvolution's own weights; 255 where a region
-        kept its blurred pixels."""
-        height, width = rgb.shape[:2]
-        rows, cols = self.dcp.regions(height, width)
-        variance = noise_sigma(rgb) ** 2
-        levels = np.ones((len(rows), len(cols)), np.float32)
-        for i, (top, bottom) in enumerate(rows):
-            for j, (left, right) in enumerate(cols):
-                kernel = torch.from_numpy(trim_kernel(kernels[i, j]))
-                if float(kernel.sum()) > 0:
-                    levels[i, j] = misfit_level(deconvolution_misfit(
-                        to_tensor(rgb[top:bottom, left:right]), to_tensor(deconvolved[top:bottom, left:right]),
-                        kernel, variance))
-        row_weights = [span_weights(rows, i) for i in range(len(rows))]
-        col_weights = [span_weights(cols, j) for j in range(len(cols))]
-        blended = np.zeros((height, width), np.float32)
-        for i, (top, bottom) in enumerate(rows):
-            for j, (left, right) in enumerate(cols):
-                blended[top:bottom, left:right] += levels[i, j] * np.outer(row_weights[i], col_weights[j])
-        return quantize(blended[..., None], np.uint8)[..., 0]
+        """uint8 (H, W): the misfit level of each of the dcp engine's regions, blended
+        (:func:`darkdeblur.engines.dcp.misfit_map`)."""
+        rows, cols = self.dcp.regions(*rgb.shape[:2])
+        return misfit_map(rgb, deconvolved, kernels, rows, cols, noise_sigma(rgb) ** 2)
 
     def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray, misfit: np.ndarray | None = None) -> np.ndarray:
         """The refiner over a whole photo: whole when small enough, else in blended tiles."""
