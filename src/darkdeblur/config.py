@@ -304,17 +304,21 @@ def hybrid() -> RunConfig:
     docs/training-notes.md: the adversarial weight is 0.01, not 1 (at 1 every dev number fell
     within 500 steps: GOPRO +0.93 -> -1.03 dB; ``--adv-weight 1`` restores it) and starts after
     500 steps on the content terms; the generator is the ``default`` preset's (3x3, widths 24-96,
-    depth 5, no dropout) with 6 input channels and an output that starts at the deconvolution,
-    with a learned per-pixel fall-back towards the blurred photo (``fallback_mix``) and a
-    correction that changes brightness, not colour (``grey_correction``: a free colour
-    correction drew fringes on grey edges and cost PSNR on every dev set); L1 on
+    depth 5, no dropout) with 7 input channels (the blurred photo, the misfit level of each
+    region's deconvolution, the deconvolution: ``inputs``) and, as its only output, a learned
+    per-pixel share of the way back from the deconvolution to the blurred photo
+    (``fallback_mix`` without ``correction``): the learned correction of every earlier refiner
+    lowered the dev numbers, and without the misfit the share could not tell a right
+    deconvolution from a wrong one (``--refiner-inputs blurred+deconvolved`` and a correction,
+    ``grey_correction``, remain available: the first bundled refiner); L1 on
     [0, 1]; learning rate 5e-4 with cosine decay; 128 px windows of the 256 px training crops,
     batch 8 per process; no added noise (the crops carry theirs from before estimation).
     """
     base = default()
     return RunConfig(
         preset="hybrid",
-        model=replace(base.model, inputs="blurred+deconvolved", fallback_mix=True, grey_correction=True),
+        model=replace(base.model, inputs="blurred+deconvolved+misfit", fallback_mix=True, correction=False,
+                      grey_correction=True),
         discriminator=base.discriminator,
         loss=LossConfig(lambda_adv=0.01, lambda_l1=100.0, lambda_dark=250.0, adv_warmup_steps=500),
         train=replace(base.train, lr=5e-4, beta1=0.5, generator_steps=2, steps=1650,
