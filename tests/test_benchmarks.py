@@ -30,7 +30,10 @@ def test_hybrid_parts_add_up_to_the_refiners_output(load_benchmark):
 
     parts_of = load_benchmark("hybrid_parts").parts
     torch.manual_seed(0)
-    generator = build_generator(hybrid().model)
+    from dataclasses import replace
+
+    # the first bundled refiner's layout: 6 inputs, a correction and a share
+    generator = build_generator(replace(hybrid().model, inputs="blurred+deconvolved", correction=True))
     init_normal(generator)  # a random (not zero) last layer: both parts are non-trivial
     generator.eval()
     rng = np.random.default_rng(0)

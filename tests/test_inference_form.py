@@ -66,8 +66,9 @@ def test_rewriting_a_generator_in_training_mode_is_refused():
 def test_the_rewrite_halves_the_multiply_adds_of_the_bundled_unet():
     from darkdeblur.complexity import count_macs
 
-    generator = _trained_looking(build_generator(preset("hybrid").model), seed=2)
-    x = torch.zeros(1, 6, 256, 256)
+    cfg = preset("hybrid").model
+    generator = _trained_looking(build_generator(cfg), seed=2)
+    x = torch.zeros(1, cfg.input_channels, 256, 256)
     before = count_macs(generator, x)["total"]
     after = count_macs(for_inference(copy.deepcopy(generator)), x)["total"]
     assert after < 0.6 * before
