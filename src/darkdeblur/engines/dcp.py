@@ -200,9 +200,9 @@ class DcpRestorer(Restorer):
             return Restoration(rgb.copy(), None, [reasons[0] if reasons else
                                                   "no region with edges to estimate a blur from; returned unchanged"])
         restored = self.deconvolve_regions(rgb, rows, cols, kernels, weight)
+        grid = kernel_grid(kernels, len(rows), len(cols))
         warnings = []
         if s.fallback is not None:
-            grid = kernel_grid(kernels, len(rows), len(cols))
             levels = misfit_map(rgb, restored, grid, rows, cols, sigma**2)
             restored = s.fallback.apply(rgb, restored, levels, sigma)
             kept = sum(float(s.fallback.share(np.float32(self.region_level(levels, rows[i], cols[j])), sigma)) > 0.5
@@ -214,7 +214,7 @@ class DcpRestorer(Restorer):
         if len(kernels) < len(rows) * len(cols):
             warnings.append(f"{len(rows) * len(cols) - len(kernels)} of {len(rows) * len(cols)} regions "
                             "had no reliable blur estimate and were left unchanged")
-        return Restoration(restored, kernel_grid(kernels, len(rows), len(cols)), warnings)
+        return Restoration(restored, grid, warnings)
 
     @staticmethod
     def region_level(levels: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> float:
