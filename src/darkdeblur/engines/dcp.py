@@ -27,13 +27,12 @@ from tqdm import tqdm
 
 from ..blur import blur
 from ..blur.kernel_estimation import EstimationSettings, downscale, estimate_kernel, resize_kernel
-from ..blur.misfit import MisfitFallback, deconvolution_misfit, misfit_level, trim_kernel
+from ..blur.misfit import MisfitFallback, deconvolution_misfit, luminance, misfit_level, trim_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
 from ..pixels import to_tensor
 from ..tiling import blend_tiles, round_up, span_weights, tile_spans
 from .base import Restoration, Restorer
 
-LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,7 @@ class DcpRestorer(Restorer):
     def luminance(self, rgb: np.ndarray, band: int = 512) -> torch.Tensor:
         """uint8/uint16 (H, W, 3) -> (H, W) float32 on the device, converted a band of rows at a
         time: a float copy of a 24-megapixel photo alone would take 288 MB."""
-        weights = torch.tensor(LUMA).view(1, 3, 1, 1)
-        bands = [(to_tensor(rgb[top:top + band]) * weights).sum(1)[0] for top in range(0, rgb.shape[0], band)]
+        bands = [luminance(to_tensor(rgb[top:top + band]))[0, 0] for top in range(0, rgb.shape[0], band)]
         return torch.cat(bands).to(self.device)
 
     def textured_window(self, grey: torch.Tensor) -> tuple[slice, slice]:
