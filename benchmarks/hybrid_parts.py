@@ -31,14 +31,11 @@ from darkdeblur.pixels import quantize, to_tensor
 PLAIN_DCP = DcpSettings(fallback=None)
 
 
-def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray,
-          misfit: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray, *maps: np.ndarray) -> dict[str, np.ndarray]:
     """The refiner's output and its two parts alone, uint8 (H, W, 3) each, and the share map
-    (``misfit``: the uint8 (H, W) map of a refiner that sees one)."""
-    inputs = [to_tensor(blurred), to_tensor(deconvolved)]
-    if misfit is not None:
-        inputs.insert(1, torch.from_numpy(misfit).float()[None, None] / 255.0)
-    x = torch.cat(inputs, 1)
+    (``maps``: the uint8 (H, W) maps a refiner sees between the two, HybridRestorer.maps)."""
+    between = [torch.from_numpy(m).float()[None, None] / 255.0 for m in maps]
+    x = torch.cat([to_tensor(blurred), *between, to_tensor(deconvolved)], 1)
     padded, (height, width) = pad_to_multiple(x, generator.multiple)
     with torch.inference_mode():
         restored = generator(x)
@@ -48,6 +45,8 @@ def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray,
     if generator.cfg.grey_correction:
         correction = correction.mean(1, keepdim=True).expand_as(correction)
     share = raw[:, -1:]
+    if generator.cfg.sees_fallback:  # the learned share is a change of the rule's
+        share = share + x[:, 4:5]
 
     def image(t: torch.Tensor) -> np.ndarray:
         return quantize(((t.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 0).numpy(), np.uint8)
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.weights}: this refiner has no fall-back share (fallback_mix off)")
     generator = refiner.inference_model()
     dcp = MemoRestorer(DcpRestorer(PLAIN_DCP), args.dcp_cache)
-    engine = HybridRestorer(DcpRestorer(PLAIN_DCP), refiner)  # for the misfit map of a refiner that sees one
+    engine = HybridRestorer(DcpRestorer(PLAIN_DCP), refiner)  # for the maps a refiner sees (misfit, rule)
     print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |")
     print("|---|---|---|---|---|---|---|")
     for blurred_path, sharp_path in find_pairs(Path(args.pairs), "paired"):
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         if first.kernel is None:  # dcp left it unchanged, and so does the hybrid engine
             print(f"| {blurred_path.name} | dcp left it unchanged | | | | | |")
             continue
-        misfit = engine.misfit_map(blurred, deconvolved, first.kernel) if engine.sees_misfit else None
-        out = parts(generator, blurred, deconvolved, misfit)
+        out = parts(generator, blurred, deconvolved, *engine.maps(blurred, deconvolved, first.kernel))
         psnr = lambda image: peak_signal_noise_ratio(sharp, image, data_range=255)  # noqa: E731
         print(f"| {blurred_path.name} | {psnr(blurred):.2f} | {psnr(deconvolved):.2f} | {psnr(out['hybrid']):.2f} | "
               f"{psnr(out['correction_only']):.2f} | {psnr(out['fallback_only']):.2f} | "

@@ -99,8 +99,12 @@ def preprocessing(cfg) -> str:
         return "RGB in [0, 1]"
     if inputs == "blurred+deconvolved":
         return "6 channels: the blurred photo, then the dcp engine's deconvolution of it, RGB in [0, 1]"
-    return ("7 channels: the blurred photo (RGB), each region's misfit level (darkdeblur.blur.misfit, "
-            "blended across regions), the dcp engine's deconvolution (RGB), all in [0, 1]")
+    misfit = ("the blurred photo (RGB), each region's misfit level (darkdeblur.blur.misfit, "
+              "blended across regions)")
+    if cfg.model.sees_fallback:
+        return (f"8 channels: {misfit}, the share back to the photo the dcp engine's fall-back rule "
+                f"{tuple(cfg.model.fallback_rule)} gives it, the dcp engine's deconvolution (RGB), all in [0, 1]")
+    return f"7 channels: {misfit}, the dcp engine's deconvolution (RGB), all in [0, 1]"
 
 
 def main() -> None:

@@ -83,6 +83,19 @@ def test_unknown_preset_is_a_clean_error(tmp_path, sharp_folder, capsys):
     assert "unknown preset 'huge'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag", ["--correction", "--no-correction"])
+def test_correction_flags_are_for_the_hybrid_preset_only(tmp_path, sharp_folder, capsys, flag):
+    code = main(["train", "--preset", "tiny", "--data", str(sharp_folder), "--out", str(tmp_path / "r"), flag])
+    assert code == 2
+    assert f"{flag} is for the hybrid preset, not tiny" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_the_correction_flags_exclude_each_other(tmp_path, sharp_folder):
+    assert main(["train", "--preset", "hybrid", "--data", str(sharp_folder), "--out", str(tmp_path / "r"),
+                 "--correction", "--no-correction"]) == 2
+
+
 def test_bad_flag_is_a_usage_error():
     assert main(["eval", "--protocol", "cvpr", "--pairs", "x"]) == 2
 

@@ -59,11 +59,13 @@ def test_the_fallback_share_moves_the_output_to_the_blurred_photo():
     torch.testing.assert_close(out, blurred, rtol=0, atol=1e-6)
 
 
-def test_the_hybrid_preset_is_the_papers_losses_on_a_seven_channel_share_only_refiner_with_a_light_adversary():
+def test_the_hybrid_preset_is_the_papers_l1_and_adversary_on_a_seven_channel_refiner_without_the_dark_term():
     cfg = hybrid()
     assert cfg.model.input_channels == 7 and cfg.model.inputs.endswith("+misfit")
-    assert cfg.model.fallback_mix and cfg.model.global_residual and not cfg.model.correction
-    assert (cfg.loss.lambda_l1, cfg.loss.lambda_dark) == (100.0, 250.0) and cfg.loss.adversarial == "bce"
+    assert cfg.model.fallback_mix and cfg.model.global_residual and cfg.model.correction
+    assert cfg.model.grey_correction  # brightness only: no colour fringes
+    # the paper's ablation on this refiner measured the dark-channel term costing PSNR (RESULTS.md)
+    assert (cfg.loss.lambda_l1, cfg.loss.lambda_dark) == (100.0, 0.0) and cfg.loss.adversarial == "bce"
     assert 0 < cfg.loss.lambda_adv < 1  # the paper's 1 lowered every dev number (training notes)
     assert cfg.train.generator_steps == 2 and cfg.train.critic_steps == 1
     assert cfg.train.max_noise_variance == 0.0  # the crops carry their noise from before estimation

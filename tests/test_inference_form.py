@@ -50,12 +50,16 @@ def test_rewritten_generators_restore_the_same_pixels(name):
     rewritten = for_inference(copy.deepcopy(generator))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in rewritten.modules())
     assert not any(isinstance(m, nn.Upsample) for m in rewritten.modules())
-    x = torch.rand(1, cfg.input_channels, 70, 90)
+    x = torch.rand(1, cfg.input_channels, 70, 90, generator=torch.Generator().manual_seed(0))
+    padded = torch.rand(1, cfg.input_channels, 96, 96, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         difference = (rewritten(x) - generator(x)).abs()
-    # float rounding only (these random weights amplify it far more than trained ones do):
-    # well under one 8-bit level anywhere, and none on average
-    assert float(difference.max()) < 1e-3 and float(difference.mean()) < 1e-5
+        raw, raw_rewritten = generator.head(padded), rewritten.head(padded)
+    # float rounding only: these random weights drive the raw outputs to hundreds (a share of
+    # hundreds multiplies the rounding by |blurred - deconvolved|), so the raw outputs are
+    # compared relative to their size, the restored pixels on average
+    assert float((raw_rewritten - raw).abs().max()) < 2e-5 * float(raw.abs().max())
+    assert float(difference.mean()) < 1e-5
 
 
 def test_rewriting_a_generator_in_training_mode_is_refused():

@@ -150,6 +150,27 @@ def test_a_six_input_refiner_with_correction_starts_a_seven_input_share_only_one
     assert "output.1.weight" in grown and "output.1.weight" in kept
 
 
+def test_a_share_only_refiner_starts_one_with_a_zero_correction_that_can_learn():
+    from darkdeblur.models.grow import add_correction_output
+
+    torch.manual_seed(2)
+    share_only = build_generator(replace(MISFIT_REFINER, correction=False))
+    init_normal(share_only, 0.3)
+    share_only.eval()
+    corrected = build_generator(MISFIT_REFINER).eval()
+    state, grown = add_correction_output(share_only.state_dict(), corrected.state_dict())
+    corrected.load_state_dict(state, strict=True)
+    assert grown == ["output.1.weight", "output.1.bias"]
+    x = torch.cat([torch.rand(1, 3, 32, 40), torch.full((1, 1, 32, 40), 0.3), torch.rand(1, 3, 32, 40)], 1)
+    with torch.no_grad():
+        torch.testing.assert_close(corrected(x), share_only(x), rtol=0, atol=1e-5)
+    # the correction's outputs start at zero but are trained: the loss reaches them
+    corrected.train()
+    corrected(x).sum().backward()
+    weight = dict(corrected.named_parameters())["output.1.weight"]
+    assert float(weight.grad[:3].abs().sum()) > 0
+
+
 def test_the_fallback_moves_regions_back_as_far_as_they_misfit():
     from darkdeblur.blur.misfit import MisfitFallback
 

@@ -174,3 +174,17 @@ def test_a_finished_run_has_nothing_to_do_and_changes_that_break_exactness_are_n
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "train.lr is 0.001 in the checkpoint but 0.002 now" in err
     assert load_checkpoint(latest_checkpoint(run))["step"] == 2  # the refused resumes wrote nothing
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_resumes():
+    from darkdeblur.config import hybrid
+    from darkdeblur.resume import config_differences, with_defaults
+
+    now = hybrid().to_dict()
+    saved = json.loads(json.dumps(now))  # as a checkpoint holds it: lists, not tuples
+    del saved["model"]["fallback_rule"]  # saved by code that had no such field
+    assert config_differences(with_defaults(saved), now) == []
+    saved["model"]["depth"] = 3  # a real change is still found
+    assert config_differences(with_defaults(saved), now) == [("model.depth", 3, now["model"]["depth"])]
+    saved["model"]["from_the_future"] = 1  # a field this code does not know is named, not dropped
+    assert ("model.from_the_future", 1, None) in config_differences(with_defaults(saved), now)

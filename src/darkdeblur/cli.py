@@ -86,13 +86,21 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of the adversarial term (the paper's 1; 0 trains without the discriminator)")
     p.add_argument("--dark-weight", type=float,
                    help="weight of the dark-channel loss (the paper's 250; 0 for its ablation)")
-    p.add_argument("--no-correction", action="store_true",
-                   help="hybrid preset: the refiner only chooses, per pixel, between the deconvolution and "
-                        "the blurred photo (no learned correction; see docs/training-notes.md)")
-    p.add_argument("--refiner-inputs", choices=["blurred+deconvolved", "blurred+deconvolved+misfit"],
+    correction = p.add_mutually_exclusive_group()
+    correction.add_argument("--no-correction", dest="correction", action="store_false", default=None,
+                            help="hybrid preset: the refiner only chooses, per pixel, between the deconvolution "
+                                 "and the blurred photo (no learned correction; see docs/training-notes.md)")
+    correction.add_argument("--correction", dest="correction", action="store_true", default=None,
+                            help="hybrid preset: the refiner also outputs a learned correction of the "
+                                 "deconvolution (with --init-weights from a refiner without one, the "
+                                 "correction starts at zero)")
+    p.add_argument("--refiner-inputs", choices=["blurred+deconvolved", "blurred+deconvolved+misfit",
+                                                "blurred+deconvolved+misfit+fallback"],
                    help="hybrid preset: what the refiner sees; +misfit adds a channel saying how much of "
                         "the blur each region's deconvolution fails to explain (with --init-weights from a "
-                        "refiner without it, that channel starts at zero weight)")
+                        "refiner without it, that channel starts at zero weight); +fallback adds the share "
+                        "back to the photo the dcp engine's fall-back rule gives, where the refiner's own "
+                        "share starts (from a refiner without it, the refiner starts as that rule)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--max-seconds", type=float,
@@ -324,11 +332,12 @@ def _cmd_train(args) -> int:
             print(f"darkdeblur train: --refiner-inputs is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
             return 2
         cfg = replace(cfg, model=replace(cfg.model, inputs=args.refiner_inputs))
-    if args.no_correction:
+    if args.correction is not None:
         if not cfg.model.fallback_mix:
-            print(f"darkdeblur train: --no-correction is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
+            flag = "--correction" if args.correction else "--no-correction"
+            print(f"darkdeblur train: {flag} is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
             return 2
-        cfg = replace(cfg, model=replace(cfg.model, correction=False))
+        cfg = replace(cfg, model=replace(cfg.model, correction=args.correction))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,

@@ -86,7 +86,7 @@ def resume_latest(run: RunState) -> int:
 
 def restore_run(run: RunState, state: dict, path: Path) -> int:
     """Load a checkpoint into everything that changes during training; return its step."""
-    differences = config_differences(state["config"], run.cfg.to_dict())
+    differences = config_differences(with_defaults(state["config"]), run.cfg.to_dict())
     if differences:
         name, saved, now = differences[0]
         more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
@@ -116,6 +116,16 @@ def restore_run(run: RunState, state: dict, path: Path) -> int:
             print(f"darkdeblur train: {path.name}: the run is now {total} steps long, not "
                   f"{saved_total}; {_schedule_note(run, step, before)}", flush=True)
     return step
+
+
+def with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config with the fields added since it was saved at their defaults (a new
+    field's default keeps what older code did), as :meth:`RunConfig.to_dict` writes it; a config
+    with fields this code does not know is returned as it is, for the comparison to name them."""
+    try:
+        return RunConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError):
+        return saved
 
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> list[tuple[str, Any, Any]]:

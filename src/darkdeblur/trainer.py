@@ -19,14 +19,15 @@ from pathlib import Path
 import torch
 
 from . import distributed
+from .blur.misfit import MisfitFallback
 from .checkpoint import export_weights, latest_checkpoint, load_generator
-from .config import RunConfig, schedule_steps
+from .config import ModelConfig, RunConfig, schedule_steps
 from .data import BatchStream, device_batch, load_training_images
 from .data.refiner_set import RefinerCrops, RefinerStream, is_refiner_set, refiner_validation
 from .data.stream import Prefetcher, make_kernel_bank
 from .devices import resolve_device
 from .models import count_parameters
-from .models.grow import grow_input_channels, keep_share_output
+from .models.grow import add_correction_output, grow_input_channels, keep_share_output
 from .random_state import seed_all
 from .resume import RunState, resume_latest, save_run
 from .run_logs import RunLog
@@ -94,6 +95,29 @@ def train(cfg: RunConfig, data: list[str | Path], out: str | Path, *, layout: st
         distributed.shutdown(ctx)
 
 
+def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str) -> list[str]:
+    """Load ``init_weights`` into ``generator`` (built from ``model``), fitted to its layout
+    (:mod:`darkdeblur.models.grow`); return what was changed, for the log."""
+    warm, warm_config = load_generator(init_weights)
+    target = generator.state_dict()
+    state, grown = grow_input_channels(warm.state_dict(), target)
+    state, kept = keep_share_output(state, target)
+    state, corrected = add_correction_output(state, target)
+    generator.load_state_dict(state, strict=True)
+    notes = []
+    if grown:
+        notes.append(f"{', '.join(grown)} given a zero-weighted input channel (before the deconvolution's "
+                     "three): the channel starts unused")
+    if kept:
+        notes.append(f"{', '.join(kept)} keep only the fall-back share's output (no correction)")
+    if corrected:
+        notes.append(f"{', '.join(corrected)} given zero correction outputs (the refiner starts as it was)")
+    if model.sees_fallback and not warm_config.model.sees_fallback:
+        generator.zero_share_output()
+        notes.append("the share's output starts at zero, so the refiner starts as the dcp engine's fall-back rule")
+    return notes
+
+
 def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: torch.device, *,
                layout: str, resume: bool, vgg_weights: str | None, init_weights: str | None):
     """Models, optimisers, schedules and the batch stream at step 0, after the run directory
@@ -103,17 +127,9 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     seed_all(tc.seed)  # the same initial weights on every rank
     models = build_models(cfg, dev, vgg_weights)
     if init_weights:
-        warm, _ = load_generator(init_weights)
-        target = models.generator.state_dict()
-        state, grown = grow_input_channels(warm.state_dict(), target)
-        state, kept = keep_share_output(state, target)
-        models.generator.load_state_dict(state, strict=True)
-        if grown and ctx.is_main:
-            print(f"darkdeblur train: {init_weights}: {', '.join(grown)} given a zero-weighted input channel "
-                  f"(before the deconvolution's three): the channel starts unused", flush=True)
-        if kept and ctx.is_main:
-            print(f"darkdeblur train: {init_weights}: {', '.join(kept)} keep only the fall-back share's output "
-                  f"(no correction)", flush=True)
+        for note in warm_start(models.generator, cfg.model, init_weights):
+            if ctx.is_main:
+                print(f"darkdeblur train: {init_weights}: {note}", flush=True)
     need = checkpoint_bytes(models) + MIN_FREE_BYTES
     # Before any image is read: a run that cannot be saved should fail in seconds, not hours.
     on_main(ctx, dev, lambda: check_output_dir(out, need, resume=resume), "use the output directory")
@@ -125,7 +141,8 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
 
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
     if cfg.model.refiner:
-        crops = _refiner_crops(data, misfit=cfg.model.inputs.endswith("+misfit"))
+        rule = MisfitFallback(*cfg.model.fallback_rule) if cfg.model.sees_fallback else None
+        crops = _refiner_crops(data, misfit=cfg.model.sees_misfit, fallback=rule)
         source = TrainingSource(crops.describe(), len(crops.training),
                                 tuple(t.to(dev) for t in refiner_validation(crops)))
         stream = RefinerStream(crops, tc.crop, tc.batch_size, tc.seed, ctx.rank, ctx.world)
@@ -154,13 +171,13 @@ class TrainingSource:
     validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def _refiner_crops(data, misfit: bool) -> RefinerCrops:
+def _refiner_crops(data, misfit: bool, fallback: MisfitFallback | None) -> RefinerCrops:
     """A hybrid refiner trains on refiner sets (``make-data --refiner-set``)."""
     if not all(is_refiner_set(folder) for folder in data):
         raise TrainingError(f"preset hybrid trains on refiner sets made by 'darkdeblur make-data "
                             f"--refiner-set KERNEL_CACHE --out FOLDER'; got {', '.join(map(str, data))}")
     try:
-        return RefinerCrops(*data, misfit=misfit)
+        return RefinerCrops(*data, misfit=misfit, fallback=fallback)
     except (OSError, ValueError) as err:
         raise TrainingError(str(err)) from None
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 import bisect
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..blur.misfit import deconvolution_misfit, misfit_level, trim_kernel
+from ..blur.misfit import MisfitFallback, deconvolution_misfit, misfit_level, trim_kernel
 from ..blur.nonblind import deconvolve, noise_adaptive_weight
 from ..pixels import to_tensor, to_uint8
 from ..safe_files import atomic_write
@@ -38,6 +39,7 @@ from .folders import DataSources
 
 RECORD = "refiner-set.json"
 MISFITS = "misfits.npy"  # per crop: darkdeblur.blur.misfit.deconvolution_misfit (NaN: refused kernel)
+NOISE = "noise.npy"  # per crop: the noise sigma the engine estimates on its blurred pixels
 PLAN = "refiner-set.plan.json"  # written first; the record, written last, says the set is complete
 HELD_OUT = 64  # the kernel cache's last crops: validation only
 EXPONENT = 0.8  # the dcp engine's hyper-Laplacian exponent (DcpSettings.exponent)
@@ -124,35 +126,51 @@ def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, prog
     return len(indices)
 
 
-def crop_misfits(folder: str | Path) -> np.ndarray:
-    """(N,) float32: each crop's deconvolution misfit (NaN where the kernel was refused), computed
-    once from the crops and their kernel cache (about 30 ms a crop) and kept in ``misfits.npy``."""
-    folder = Path(folder)
-    path = folder / MISFITS
+def _per_crop(folder: Path, name: str, value: Callable[[np.ndarray, int], float]) -> np.ndarray:
+    """(N,) float32: ``value(crop, index in the kernel cache)`` of every crop, computed once and
+    kept in ``folder/name``."""
+    path = folder / name
     if path.is_file():
         return np.load(path)
-    from ..engines.dcp import noise_sigma  # imports scikit-image
-
-    record = json.loads((folder / RECORD).read_text())
-    _, _, kernels, refused = read_kernel_cache(record["kernel_cache"])
     indices = np.load(folder / "indices.npy")
     chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
-    misfits = []
-    for crop, index in zip((c for chunk in chunks for c in chunk), indices):
-        if refused[index]:
-            misfits.append(np.nan)
-            continue
-        blurred, deconvolved = np.asarray(crop[0]), np.asarray(crop[1])
-        misfits.append(deconvolution_misfit(to_tensor(blurred), to_tensor(deconvolved),
-                                            torch.from_numpy(trim_kernel(kernels[index])), noise_sigma(blurred) ** 2))
-    values = np.array(misfits, np.float32)
+    values = np.array([value(np.asarray(crop), int(index))
+                       for crop, index in zip((c for chunk in chunks for c in chunk), indices)], np.float32)
 
     def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
             np.save(f, values)
 
     atomic_write(path, write)
     return values
+
+
+def crop_misfits(folder: str | Path) -> np.ndarray:
+    """(N,) float32: each crop's deconvolution misfit (NaN where the kernel was refused), computed
+    once from the crops and their kernel cache (about 30 ms a crop) and kept in ``misfits.npy``."""
+    from ..engines.dcp import noise_sigma  # imports scikit-image
+
+    folder = Path(folder)
+    if (folder / MISFITS).is_file():
+        return np.load(folder / MISFITS)
+    record = json.loads((folder / RECORD).read_text())
+    _, _, kernels, refused = read_kernel_cache(record["kernel_cache"])
+
+    def misfit(crop: np.ndarray, index: int) -> float:
+        if refused[index]:
+            return np.nan
+        return deconvolution_misfit(to_tensor(crop[0]), to_tensor(crop[1]), torch.from_numpy(trim_kernel(kernels[index])),
+                                    noise_sigma(crop[0]) ** 2)
+
+    return _per_crop(folder, MISFITS, misfit)
+
+
+def crop_noise(folder: str | Path) -> np.ndarray:
+    """(N,) float32: the noise sigma of each crop's blurred pixels, as the engine estimates a
+    photo's (:func:`darkdeblur.engines.dcp.noise_sigma`), kept in ``noise.npy`` (a few ms a crop)."""
+    from ..engines.dcp import noise_sigma
+
+    return _per_crop(Path(folder), NOISE, lambda crop, index: noise_sigma(crop[0]))
 
 
 class RefinerCrops:
@@ -160,12 +178,14 @@ class RefinerCrops:
     (3, crop, crop, 3); ``training`` lists the crops trained on, ``held_out`` the first set's
     validation crops (the kernel cache's last ``HELD_OUT``, never trained on in any set)."""
 
-    def __init__(self, *folders: str | Path, misfit: bool = False):
+    def __init__(self, *folders: str | Path, misfit: bool = False, fallback: MisfitFallback | None = None):
         self.chunks, self.training, self.held_out = [], [], []
         self.records = []
-        # with ``misfit``: each crop's misfit level, the refiner's seventh input channel
+        # with ``misfit``: each crop's misfit level, the refiner's seventh input channel; with
+        # ``fallback`` too, the share that rule gives it (from the level and the crop's noise)
         self.levels: np.ndarray | None = None
-        levels = []
+        self.shares: np.ndarray | None = None
+        levels, sigmas = [], []
         for number, folder in enumerate(map(Path, folders)):
             if not is_refiner_set(folder):
                 raise FileNotFoundError(f"{folder}: not a complete refiner set (no {RECORD}); make one with "
@@ -187,8 +207,12 @@ class RefinerCrops:
             self.records.append(record)
             if misfit:
                 levels += [misfit_level(None if np.isnan(m) else float(m)) for m in crop_misfits(folder)]
+            if misfit and fallback is not None:
+                sigmas.append(crop_noise(folder))
         if misfit:
             self.levels = np.array(levels, np.float32)
+        if misfit and fallback is not None:
+            self.shares = fallback.share(self.levels, np.concatenate(sigmas))
         self.record = self.records[0]
         self.starts = [start for _, start in self.chunks]
 
@@ -237,18 +261,20 @@ class RefinerStream:
     def next(self) -> "RefinerBatch":
         side = self.side
         size = min(self.size, side)
-        windows, levels = [], []
+        windows, levels, shares = [], [], []
         for _ in range(self.batch_size):
             index = self.crops.training[self.order.next()]
             crop = self.crops[index]
             if self.crops.levels is not None:
                 levels.append(self.crops.levels[index])
+            if self.crops.shares is not None:
+                shares.append(self.crops.shares[index])
             top, left = (int(v) for v in self.rng.integers(0, side - size + 1, 2))
             window = dihedral(crop[:, top:top + size, left:left + size], int(self.rng.integers(8)))
             windows.append(np.ascontiguousarray(window))
         stack = torch.from_numpy(np.stack(windows))  # (B, 3, size, size, 3)
         return RefinerBatch(stack.permute(0, 1, 4, 2, 3).contiguous(),
-                            torch.tensor(levels) if levels else None)
+                            torch.tensor(levels) if levels else None, torch.tensor(shares) if shares else None)
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state, "order": self.order.state_dict()}
@@ -260,28 +286,31 @@ class RefinerStream:
 
 class RefinerBatch:
     """uint8 (B, 3 images, 3 channels, H, W): blurred, deconvolved, sharp; and for a refiner that
-    sees it, each crop's misfit level (B,) float32."""
+    sees them, each crop's misfit level (B,) float32 and its fall-back rule's share (B,)."""
 
-    def __init__(self, pixels: torch.Tensor, levels: torch.Tensor | None = None):
-        self.pixels, self.levels = pixels, levels
+    def __init__(self, pixels: torch.Tensor, levels: torch.Tensor | None = None,
+                 shares: torch.Tensor | None = None):
+        self.pixels, self.levels, self.shares = pixels, levels, shares
 
     def pin_memory(self) -> "RefinerBatch":
-        return RefinerBatch(self.pixels.pin_memory(), None if self.levels is None else self.levels.pin_memory())
+        pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
+        return RefinerBatch(pin(self.pixels), pin(self.levels), pin(self.shares))
 
     def to_device(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(inputs (B, 6 or 7, H, W), sharp (B, 3, H, W)) float32 in [0, 1] on ``device``: the
-        blurred crop, its misfit level as a constant channel (if any), the deconvolution."""
+        """(inputs (B, 6, 7 or 8, H, W), sharp (B, 3, H, W)) float32 in [0, 1] on ``device``: the
+        blurred crop, its misfit level and rule's share as constant channels (if any), the
+        deconvolution."""
         pixels = self.pixels.to(device, non_blocking=True).float() / 255.0
         blurred, deconvolved, sharp = pixels[:, 0], pixels[:, 1], pixels[:, 2]
-        if self.levels is None:
-            return torch.cat([blurred, deconvolved], 1), sharp.contiguous()
-        level = self.levels.to(device).view(-1, 1, 1, 1).expand(-1, 1, *blurred.shape[-2:])
-        return torch.cat([blurred, level, deconvolved], 1), sharp.contiguous()
+        constant = lambda values: values.to(device).view(-1, 1, 1, 1).expand(-1, 1, *blurred.shape[-2:])  # noqa: E731
+        between = [constant(v) for v in (self.levels, self.shares) if v is not None]
+        return torch.cat([blurred, *between, deconvolved], 1), sharp.contiguous()
 
 
 def refiner_validation(crops: RefinerCrops, count: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    """The held-out crops, whole: (inputs (N, 6, crop, crop), sharp (N, 3, crop, crop))."""
+    """The held-out crops, whole: (inputs (N, 6-8, crop, crop), sharp (N, 3, crop, crop))."""
     chosen = crops.held_out[:count]
     batch = torch.from_numpy(np.stack([np.asarray(crops[i]) for i in chosen])).permute(0, 1, 4, 2, 3)
     levels = None if crops.levels is None else torch.from_numpy(crops.levels[chosen])
-    return RefinerBatch(batch.contiguous(), levels).to_device(torch.device("cpu"))
+    shares = None if crops.shares is None else torch.from_numpy(crops.shares[chosen])
+    return RefinerBatch(batch.contiguous(), levels, shares).to_device(torch.device("cpu"))

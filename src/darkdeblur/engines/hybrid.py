@@ -11,7 +11,10 @@ A refiner trained with ``inputs="blurred+deconvolved+misfit"`` also gets, betwee
 of how much of the blur each region's deconvolution fails to explain beyond the noise
 (:mod:`darkdeblur.blur.misfit`, one value per region of the engine, blended like its
 deconvolutions): evidence the network cannot compute itself, since it never sees the kernels,
-and the one that tells a right deconvolution from a wrong one.
+and the one that tells a right deconvolution from a wrong one. One trained with
+``inputs="blurred+deconvolved+misfit+fallback"`` also gets the share of the way back to the photo
+that the dcp engine's fall-back rule gives each pixel (from the misfit and the photo's noise);
+its own share is a change of that one, so it starts where the dcp engine ends.
 
 When the classical engine leaves the whole photo unchanged (tiny, flat, saturated, no reliable
 kernel), so does this one, with the same warning: the refiner is for deconvolutions.
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..blur.misfit import MisfitFallback
 from ..pixels import quantize, to_tensor
 from ..tiling import blend_tiles, tile_spans
 from .base import Restoration, Restorer
@@ -34,7 +38,7 @@ from .gan import GanRestorer
 BUNDLED_HYBRID_WEIGHTS = "hybrid.safetensors"
 # what a refiner may see: (blurred, deconvolved), or also how well each region's deconvolution
 # explains its blur (darkdeblur.blur.misfit), a channel between the two
-REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit")
+REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit", "blurred+deconvolved+misfit+fallback")
 
 
 def bundled_hybrid_weights() -> Path:
@@ -51,7 +55,8 @@ class HybridRestorer(Restorer):
             raise ValueError(f"{refiner.weights}: a {refiner.cfg.model.inputs!r} model (preset "
                              f"{refiner.cfg.preset}), not a hybrid refiner; use it with --method gan")
         self.dcp, self.refiner = dcp, refiner
-        self.sees_misfit = refiner.cfg.model.inputs.endswith("+misfit")
+        self.sees_misfit, self.sees_fallback = refiner.cfg.model.sees_misfit, refiner.cfg.model.sees_fallback
+        self.rule = MisfitFallback(*refiner.cfg.model.fallback_rule)
 
     @classmethod
     def load(cls, dcp: DcpRestorer, weights: str | os.PathLike | None, device: torch.device,
@@ -63,41 +68,61 @@ class HybridRestorer(Restorer):
         return cls(dcp, GanRestorer.load(path, device, tile=tile, overlap=overlap, half=half,
                                          refiner=True))
 
-    def refine(self, blurred: torch.Tensor, deconvolved: torch.Tensor,
-               misfit: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, 3, h, w) each (and the (1, 1, h, w) misfit level for a refiner that sees it),
-        float32 in [0, 1] -> the refined (1, 3, h, w) on the CPU."""
-        inputs = [blurred, misfit, deconvolved] if self.sees_misfit else [blurred, deconvolved]
-        return self.refiner.restore_tensor(torch.cat(inputs, 1))
+    def refine(self, blurred: torch.Tensor, deconvolved: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
+        """(1, 3, h, w) each (and the (1, 1, h, w) maps a refiner sees between them: the misfit
+        level, the rule's share), float32 in [0, 1] -> the refined (1, 3, h, w) on the CPU."""
+        return self.refiner.restore_tensor(torch.cat([blurred, *maps, deconvolved], 1))
 
     def restore_checked(self, rgb: np.ndarray) -> Restoration:
         first = self.dcp.restore_checked(rgb)
         if first.kernel is None:  # the photo was left unchanged, and says why
             return first
-        misfit = self.misfit_map(rgb, first.image, first.kernel) if self.sees_misfit else None
-        return Restoration(self.refine_array(rgb, first.image, misfit), first.kernel, first.warnings)
+        return Restoration(self.refine_array(rgb, first.image, *self.maps(rgb, first.image, first.kernel)),
+                           first.kernel, first.warnings)
 
-    def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    def maps(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray) -> list[np.ndarray]:
+        """The uint8 (H, W) maps this refiner sees between the photo and its deconvolution."""
+        if not self.sees_misfit:
+            return []
+        sigma = noise_sigma(rgb)
+        levels = self.misfit_map(rgb, deconvolved, kernels, sigma)
+        return [levels, self.fallback_map(levels, sigma)] if self.sees_fallback else [levels]
+
+    def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray,
+                   sigma: float | None = None) -> np.ndarray:
         """uint8 (H, W): the misfit level of each of the dcp engine's regions, blended
-        (:func:`darkdeblur.engines.dcp.misfit_map`)."""
+        (:func:`darkdeblur.engines.dcp.misfit_map`); ``sigma``: the photo's noise (estimated if None)."""
         rows, cols = self.dcp.regions(*rgb.shape[:2])
-        return misfit_map(rgb, deconvolved, kernels, rows, cols, noise_sigma(rgb) ** 2)
+        sigma = noise_sigma(rgb) if sigma is None else sigma
+        return misfit_map(rgb, deconvolved, kernels, rows, cols, sigma ** 2)
 
-    def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray, misfit: np.ndarray | None = None) -> np.ndarray:
-        """The refiner over a whole photo: whole when small enough, else in blended tiles."""
+    def fallback_map(self, levels: np.ndarray, sigma: float, band: int = 512) -> np.ndarray:
+        """uint8 (H, W): the fall-back rule's share for the misfit map ``levels``, x 255, a band
+        of rows at a time (a float map of 24 megapixels would be 96 MB)."""
+        out = np.empty_like(levels)
+        for top in range(0, levels.shape[0], band):
+            share = self.rule.share(levels[top:top + band].astype(np.float32) / 255.0, sigma)
+            out[top:top + band] = np.rint(share * 255).astype(np.uint8)
+        return out
+
+    def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray, *maps: np.ndarray) -> np.ndarray:
+        """The refiner over a whole photo (``maps``: what :meth:`maps` returns): whole when small
+        enough, else in blended tiles."""
         height, width = rgb.shape[:2]
         tile, overlap = self.refiner.tile, self.refiner.overlap
-        level = (lambda rows, cols: torch.from_numpy(misfit[rows, cols]).float()[None, None] / 255.0) \
-            if misfit is not None else (lambda rows, cols: None)
+
+        def channels(rows: slice, cols: slice) -> list[torch.Tensor]:
+            return [torch.from_numpy(m[rows, cols]).float()[None, None] / 255.0 for m in maps]
+
         if not tile or height * width <= self.refiner.whole_pixels:
-            restored = self.refine(to_tensor(rgb), to_tensor(deconvolved), level(slice(None), slice(None)))
+            restored = self.refine(to_tensor(rgb), to_tensor(deconvolved), *channels(slice(None), slice(None)))
             return quantize(restored[0].permute(1, 2, 0).numpy(), rgb.dtype)
         rows, cols = tile_spans(height, tile, overlap), tile_spans(width, tile, overlap)
 
         def refine_tile(i: int, j: int, blurred: torch.Tensor) -> torch.Tensor:
             (top, bottom), (left, right) = rows[i], cols[j]
             return self.refine(blurred, to_tensor(deconvolved[top:bottom, left:right]),
-                               level(slice(top, bottom), slice(left, right)))
+                               *channels(slice(top, bottom), slice(left, right)))
 
         return blend_tiles(refine_tile, rgb, rows, cols)
 

@@ -7,7 +7,9 @@ inserted where the new channel sits, just before the deconvolution's three. The 
 then computes exactly what the old one did, and training decides what the channel is worth.
 
 A refiner without a correction (``ModelConfig.correction = False``) outputs the fall-back share
-alone: its last layer keeps the share's output (the last) of a refiner that had both.
+alone: its last layer keeps the share's output (the last) of a refiner that had both. The other
+way round, a share-only refiner starts one with a correction: the last layer gets zero rows for
+the correction's outputs, so the new refiner starts as the old one (its correction zero).
 """
 from __future__ import annotations
 
@@ -46,3 +48,18 @@ def keep_share_output(state: dict[str, torch.Tensor],
             kept[name] = tensor[-1:].clone()
             names.append(name)
     return kept, names
+
+
+def add_correction_output(state: dict[str, torch.Tensor],
+                          target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` of a share-only refiner fitted to a target with a correction: a weight or bias
+    with 1 output where the target has 4 gets three zero outputs before it (the correction's);
+    returns (state, names grown)."""
+    grown, names = dict(state), []
+    for name, tensor in state.items():
+        wanted = target.get(name)
+        if wanted is not None and tensor.dim() >= 1 and tensor.shape[0] == 1 and wanted.shape[0] == 4 \
+                and tensor.shape[1:] == wanted.shape[1:]:
+            grown[name] = torch.cat([torch.zeros(3, *tensor.shape[1:], dtype=tensor.dtype), tensor])
+            names.append(name)
+    return grown, names

@@ -37,7 +37,8 @@ class UNetGenerator(nn.Module):
     Any H, W work: the input is padded by reflection to a multiple of 2**depth and cropped back.
     The [-1, 1] scaling the network was trained with stays inside this module. With
     ``cfg.inputs == "blurred+deconvolved"`` the input is (B, 6, H, W): the blurred photo, then
-    its deconvolution, which the global residual (and ``fallback_mix``) start from.
+    its deconvolution, which the global residual (and ``fallback_mix``) start from; the misfit
+    (and the fall-back rule's share) sit between the two (``ModelConfig.inputs``).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -102,6 +103,16 @@ class UNetGenerator(nn.Module):
         if last.bias is not None:
             nn.init.zeros_(last.bias)
 
+    def zero_share_output(self) -> None:
+        """The learned share's output (the last layer's last) at zero: a refiner that sees the
+        fall-back rule then starts exactly at the rule, whatever its other layers learned."""
+        last = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
+        with torch.no_grad():
+            out_dim = 1 if isinstance(last, nn.ConvTranspose2d) else 0
+            last.weight.select(out_dim, last.weight.shape[out_dim] - 1).zero_()
+            if last.bias is not None:
+                last.bias[-1:].zero_()
+
     def head(self, padded: torch.Tensor) -> torch.Tensor:
         """The network's raw output on an input padded to ``multiple``: (B, 1, 3 or 4, H', W'), the
         correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``
@@ -124,6 +135,8 @@ class UNetGenerator(nn.Module):
         x = self.head(padded)
         if self.cfg.fallback_mix:
             share = x[:, -1:]
+            if self.cfg.sees_fallback:  # the learned share is a change of the rule's (input 4)
+                share = share + padded[:, 4:5]
             base = base + share * (padded[:, :3] * 2 - 1 - base)
             x = x[:, :3] if self.cfg.correction else torch.zeros_like(base)
         if self.cfg.grey_correction:
