@@ -50,7 +50,7 @@ def test_the_learned_share_is_a_change_of_the_rules():
     torch.manual_seed(3)
     generator = build_generator(RULE_REFINER)
     init_normal(generator, 0.3)
-    generator.zero_share_output()
+    generator.zero_init_output()
     generator.eval()
     blurred, deconvolved = torch.rand(1, 3, 32, 40), torch.rand(1, 3, 32, 40)
     share = torch.rand(1, 1, 32, 40)
@@ -60,10 +60,12 @@ def test_the_learned_share_is_a_change_of_the_rules():
     torch.testing.assert_close(out, deconvolved + share * (blurred - deconvolved), rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("correction", [False, True])
 def test_a_refiner_started_from_a_misfit_one_is_the_dcp_engine_with_its_fall_back(refiner_set, misfit_weights,  # noqa: F811
-                                                                                   tmp_path):
+                                                                                   tmp_path, correction):
+    # misfit_weights have a trained correction; started with or without one, the new refiner is the rule
     base = hybrid()
-    cfg = replace(base, model=RULE_REFINER,
+    cfg = replace(base, model=replace(RULE_REFINER, correction=correction),
                   discriminator=replace(base.discriminator, channels=(8, 16), strides=(2, 2)),
                   loss=replace(base.loss, adv_warmup_steps=1),
                   train=replace(base.train, steps=1, batch_size=2, crop=32, checkpoint_every=1, lr=0.0,

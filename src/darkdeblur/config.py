@@ -59,8 +59,8 @@ class ModelConfig:
     grey_correction: bool = False
     # Hybrid with fallback_mix only: False drops the correction, so the refiner only chooses, per
     # pixel, how far to move from the deconvolution back to the blurred photo (restored =
-    # d + a (b - d)). Measured: the correction of every refiner trained on these CPUs lowered the
-    # dev numbers it was added to, and the share alone gained more (docs/training-notes.md).
+    # d + a (b - d)). Measured: trained with the dark-channel term, every correction lowered the
+    # dev numbers it was added to; without the term it gains (docs/training-notes.md).
     correction: bool = True
     # With the "+fallback" input only: the dcp engine's fall-back rule that makes its channel,
     # (lo, width, noise_slope) of darkdeblur.blur.misfit.MisfitFallback, kept with the weights so

@@ -113,8 +113,11 @@ def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str
     if corrected:
         notes.append(f"{', '.join(corrected)} given zero correction outputs (the refiner starts as it was)")
     if model.sees_fallback and not warm_config.model.sees_fallback:
-        generator.zero_share_output()
-        notes.append("the share's output starts at zero, so the refiner starts as the dcp engine's fall-back rule")
+        # the share and any correction at zero: the old correction was learned on top of the old
+        # share, not of the rule's, so the refiner starts exactly as the rule
+        generator.zero_init_output()
+        notes.append("the last layer starts at zero (share and correction), so the refiner starts as the "
+                     "dcp engine's fall-back rule")
     return notes
 
 

@@ -103,16 +103,6 @@ class UNetGenerator(nn.Module):
         if last.bias is not None:
             nn.init.zeros_(last.bias)
 
-    def zero_share_output(self) -> None:
-        """The learned share's output (the last layer's last) at zero: a refiner that sees the
-        fall-back rule then starts exactly at the rule, whatever its other layers learned."""
-        last = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))][-1]
-        with torch.no_grad():
-            out_dim = 1 if isinstance(last, nn.ConvTranspose2d) else 0
-            last.weight.select(out_dim, last.weight.shape[out_dim] - 1).zero_()
-            if last.bias is not None:
-                last.bias[-1:].zero_()
-
     def head(self, padded: torch.Tensor) -> torch.Tensor:
         """The network's raw output on an input padded to ``multiple``: (B, 1, 3 or 4, H', W'), the
         correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``
