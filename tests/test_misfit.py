@@ -232,3 +232,14 @@ def test_the_dcp_engine_falls_back_by_misfit_and_the_hybrid_refines_the_plain_de
     expected = dcp.settings.fallback.apply(photo, plain.image, levels, sigma)
     np.testing.assert_array_equal(dcp.restore(photo).image, expected)
     assert DcpSettings().fallback == dcp.settings.fallback
+
+
+def test_the_rules_share_map_is_its_share_in_8_bits_band_by_band():
+    from darkdeblur.blur.misfit import MisfitFallback
+
+    rule = MisfitFallback()
+    levels = np.random.default_rng(4).integers(0, 256, (37, 23)).astype(np.uint8)
+    expected = np.rint(rule.share(levels.astype(np.float32) / 255.0, 0.01) * 255).astype(np.uint8)
+    got = rule.share_map(levels, 0.01, band=8)  # bands that do not divide the height
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == np.uint8 and 0 < int(got.max()) and int(got.min()) == 0

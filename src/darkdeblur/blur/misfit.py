@@ -93,6 +93,15 @@ class MisfitFallback:
         """Per-pixel share back to the photo, float32, for misfit levels in [0, 1]."""
         return np.clip((level - self.lo - self.noise_slope * sigma) / self.width, 0.0, 1.0).astype(np.float32)
 
+    def share_map(self, level_map: np.ndarray, sigma: float, band: int = 512) -> np.ndarray:
+        """uint8 (H, W): :meth:`share` x 255 for the uint8 misfit map ``level_map``, a band of rows
+        at a time (a float map of 24 megapixels would be 96 MB); the hybrid refiner's input."""
+        out = np.empty_like(level_map)
+        for top in range(0, level_map.shape[0], band):
+            share = self.share(level_map[top:top + band].astype(np.float32) / 255.0, sigma)
+            out[top:top + band] = np.rint(share * 255).astype(np.uint8)
+        return out
+
     def apply(self, photo: np.ndarray, deconvolved: np.ndarray, level_map: np.ndarray, sigma: float,
               band: int = 512) -> np.ndarray:
         """``deconvolved`` moved back towards ``photo`` (same dtype), a band of rows at a time

@@ -37,7 +37,8 @@ from .gan import GanRestorer
 
 BUNDLED_HYBRID_WEIGHTS = "hybrid.safetensors"
 # what a refiner may see: (blurred, deconvolved), or also how well each region's deconvolution
-# explains its blur (darkdeblur.blur.misfit), a channel between the two
+# explains its blur (darkdeblur.blur.misfit), a channel between the two, and the share the dcp
+# engine's fall-back rule gives each pixel, a second one
 REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit", "blurred+deconvolved+misfit+fallback")
 
 
@@ -86,7 +87,7 @@ class HybridRestorer(Restorer):
             return []
         sigma = noise_sigma(rgb)
         levels = self.misfit_map(rgb, deconvolved, kernels, sigma)
-        return [levels, self.fallback_map(levels, sigma)] if self.sees_fallback else [levels]
+        return [levels, self.rule.share_map(levels, sigma)] if self.sees_fallback else [levels]
 
     def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray,
                    sigma: float | None = None) -> np.ndarray:
@@ -95,15 +96,6 @@ class HybridRestorer(Restorer):
         rows, cols = self.dcp.regions(*rgb.shape[:2])
         sigma = noise_sigma(rgb) if sigma is None else sigma
         return misfit_map(rgb, deconvolved, kernels, rows, cols, sigma ** 2)
-
-    def fallback_map(self, levels: np.ndarray, sigma: float, band: int = 512) -> np.ndarray:
-        """uint8 (H, W): the fall-back rule's share for the misfit map ``levels``, x 255, a band
-        of rows at a time (a float map of 24 megapixels would be 96 MB)."""
-        out = np.empty_like(levels)
-        for top in range(0, levels.shape[0], band):
-            share = self.rule.share(levels[top:top + band].astype(np.float32) / 255.0, sigma)
-            out[top:top + band] = np.rint(share * 255).astype(np.uint8)
-        return out
 
     def refine_array(self, rgb: np.ndarray, deconvolved: np.ndarray, *maps: np.ndarray) -> np.ndarray:
         """The refiner over a whole photo (``maps``: what :meth:`maps` returns): whole when small
