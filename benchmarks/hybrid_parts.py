@@ -22,6 +22,7 @@ from skimage.metrics import peak_signal_noise_ratio
 from darkdeblur.data import find_pairs
 from darkdeblur.engines import DcpRestorer, DcpSettings, HybridRestorer
 from darkdeblur.engines.gan import GanRestorer
+from darkdeblur.engines.hybrid import map_tensor
 from darkdeblur.engines.memo import MemoRestorer
 from darkdeblur.image_io import read_rgb
 from darkdeblur.models.layers import pad_to_multiple
@@ -33,8 +34,8 @@ PLAIN_DCP = DcpSettings(fallback=None)
 
 def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray, *maps: np.ndarray) -> dict[str, np.ndarray]:
     """The refiner's output and its two parts alone, uint8 (H, W, 3) each, and the share map
-    (``maps``: the uint8 (H, W) maps a refiner sees between the two, HybridRestorer.maps)."""
-    between = [torch.from_numpy(m).float()[None, None] / 255.0 for m in maps]
+    (``maps``: what a refiner sees between the two, HybridRestorer.maps)."""
+    between = [map_tensor(m) for m in maps]
     x = torch.cat([to_tensor(blurred), *between, to_tensor(deconvolved)], 1)
     padded, (height, width) = pad_to_multiple(x, generator.multiple)
     with torch.inference_mode():
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"{args.weights}: this refiner has no fall-back share (fallback_mix off)")
     generator = refiner.inference_model()
     dcp = MemoRestorer(DcpRestorer(PLAIN_DCP), args.dcp_cache)
-    engine = HybridRestorer(DcpRestorer(PLAIN_DCP), refiner)  # for the maps a refiner sees (misfit, rule)
+    engine = HybridRestorer(dcp, refiner)  # for the maps a refiner sees (misfit, rule, weak deconvolution)
     print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |")
     print("|---|---|---|---|---|---|---|")
     for blurred_path, sharp_path in find_pairs(Path(args.pairs), "paired"):

@@ -14,6 +14,7 @@ from dataclasses import replace
 from . import __version__
 from .blur.trajectory import (DEBLURGAN_KERNEL_SIZE, DEBLURGAN_LENGTH, STREAK_KERNEL_SIZE,
                               STREAK_MAX_LENGTH, STREAK_MIN_LENGTH)
+from .config import WEAK_FACTOR
 from .metrics import PROTOCOLS
 
 COMMANDS = ("deblur", "export", "train", "eval", "make-data", "serve")
@@ -95,12 +96,15 @@ def _parser() -> argparse.ArgumentParser:
                                  "deconvolution (with --init-weights from a refiner without one, the "
                                  "correction starts at zero)")
     p.add_argument("--refiner-inputs", choices=["blurred+deconvolved", "blurred+deconvolved+misfit",
-                                                "blurred+deconvolved+misfit+fallback"],
+                                                "blurred+deconvolved+misfit+fallback",
+                                                "blurred+deconvolved+misfit+weak"],
                    help="hybrid preset: what the refiner sees; +misfit adds a channel saying how much of "
                         "the blur each region's deconvolution fails to explain (with --init-weights from a "
                         "refiner without it, that channel starts at zero weight); +fallback adds the share "
                         "back to the photo the dcp engine's fall-back rule gives, where the refiner's own "
-                        "share starts (from a refiner without it, the refiner starts as that rule)")
+                        "share starts (from a refiner without it, the refiner starts as that rule); +weak "
+                        "adds the deconvolution at a fraction of the prior's weight (make-data "
+                        "--weak-deconvolution; from a refiner without it, those channels start at zero weight)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--max-seconds", type=float,
@@ -145,6 +149,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="a kernel cache made by --estimate-kernels: write its crops with the dcp "
                              "engine's deconvolution of each (the hybrid preset's training data, "
                              "~0.3 s per crop per worker); an interrupted run continues")
+    p.add_argument("--weak-deconvolution", action="store_true",
+                   help=f"with --refiner-set: also deconvolve each crop at {WEAK_FACTOR:g} of the prior's "
+                        "weight, the input of a refiner trained with --refiner-inputs ...+weak; a set "
+                        "made before gets only these")
     p.add_argument("--count", type=_int_in(1, 10**7), default=4000,
                    help="with --estimate-kernels: number of crops (default 4000)")
     p.add_argument("--max-noise-variance", type=float, default=0.002,
@@ -387,13 +395,16 @@ def _cmd_make_data(args) -> int:
         print(f"darkdeblur make-data: kernel cache of {n} crops in {out}")
         return 0
     if args.refiner_set:
-        from .data.refiner_set import build_refiner_set
+        from .data.refiner_set import build_refiner_set, build_weak_deconvolutions
         try:
             n = build_refiner_set(args.refiner_set, out, workers=args.workers)
+            if args.weak_deconvolution:
+                build_weak_deconvolutions(out, WEAK_FACTOR, workers=args.workers)
         except (FileNotFoundError, ValueError) as err:
             print(f"darkdeblur make-data: {err}", file=sys.stderr)
             return 2
-        print(f"darkdeblur make-data: {n} refiner crops (blurred, deconvolved, sharp) in {out}")
+        weak = f", and their deconvolution at {WEAK_FACTOR:g} of the weight" if args.weak_deconvolution else ""
+        print(f"darkdeblur make-data: {n} refiner crops (blurred, deconvolved, sharp){weak} in {out}")
         return 0
     refusal = None  # checked before any work: a set written over another mixes the two
     if out.exists() and not out.is_dir():

@@ -12,6 +12,13 @@ from typing import Any, Callable
 from .blur.trajectory import STREAK_ANXIETY, STREAK_KERNEL_SIZE, STREAK_MAX_LENGTH, STREAK_MIN_LENGTH
 from .dark_channel import DARK_PATCH
 
+# The "+weak" refiner input: the deconvolution again, with this fraction of the prior's weight.
+# Measured on clean Kodak24 with the engine's kernels: 0.3 of the weight keeps texture the full
+# weight smooths away (kodim18 +1.35 dB) and rings elsewhere (-0.12 dB on average), so neither
+# weight is right everywhere (choosing among 0.1, 0.3 and 1 by each pixel's 32 px neighbourhood
+# would gain +0.30 dB; benchmarks/weak_deconvolution.py); the refiner gets both.
+WEAK_FACTOR = 0.3
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -47,7 +54,9 @@ class ModelConfig:
     # deconvolution, ``global_residual`` adds the correction to the deconvolution. And
     # "blurred+deconvolved+misfit+fallback" (8): after the misfit, the share of the way back to
     # the photo that the dcp engine's fall-back rule gives each pixel (``fallback_rule``), which
-    # is where the learned share starts: an untrained refiner is the dcp engine.
+    # is where the learned share starts: an untrained refiner is the dcp engine. And
+    # "blurred+deconvolved+misfit+weak" (10): after the misfit, the deconvolution with the same
+    # kernels at ``weak_factor`` of the prior's weight (sharper, noisier; ``WEAK_FACTOR``).
     inputs: str = "blurred"
     # Hybrid only: the network also outputs a per-pixel share ``a`` of the way back from the
     # deconvolution to the blurred photo, restored = d + a (b - d) + correction; ``a`` starts at
@@ -66,11 +75,14 @@ class ModelConfig:
     # (lo, width, noise_slope) of darkdeblur.blur.misfit.MisfitFallback, kept with the weights so
     # a refiner is always given the rule it was trained with.
     fallback_rule: tuple[float, float, float] = (0.0, 0.4, 14.0)
+    # With the "+weak" input only: the fraction of the prior's weight of its deconvolution, kept
+    # with the weights so a refiner is always given the deconvolution it was trained with.
+    weak_factor: float = WEAK_FACTOR
 
     @property
     def input_channels(self) -> int:
         return {"blurred": 3, "blurred+deconvolved": 6, "blurred+deconvolved+misfit": 7,
-                "blurred+deconvolved+misfit+fallback": 8}[self.inputs]
+                "blurred+deconvolved+misfit+fallback": 8, "blurred+deconvolved+misfit+weak": 10}[self.inputs]
 
     @property
     def sees_misfit(self) -> bool:
@@ -80,6 +92,11 @@ class ModelConfig:
     def sees_fallback(self) -> bool:
         """The input carries the fall-back rule's share (channel 4), where the learned share starts."""
         return self.inputs.endswith("+fallback")
+
+    @property
+    def sees_weak(self) -> bool:
+        """The input carries the weak deconvolution (channels 4-6, before the deconvolution)."""
+        return self.inputs.endswith("+weak")
 
     @property
     def refiner(self) -> bool:

@@ -99,6 +99,12 @@ def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str
     """Load ``init_weights`` into ``generator`` (built from ``model``), fitted to its layout
     (:mod:`darkdeblur.models.grow`); return what was changed, for the log."""
     warm, warm_config = load_generator(init_weights)
+    if not model.inputs.startswith(warm_config.model.inputs):
+        # the new channels are inserted before the deconvolution's three, so the old ones must be
+        # a prefix of the new: from "+fallback" to "+weak", the old share's column would read red
+        raise TrainingError(f"{init_weights}: a refiner that sees {warm_config.model.inputs!r} cannot start one "
+                            f"that sees {model.inputs!r}: its input channels would be read as others; start "
+                            "from weights whose inputs the new ones extend")
     target = generator.state_dict()
     state, grown = grow_input_channels(warm.state_dict(), target)
     state, kept = keep_share_output(state, target)
@@ -106,8 +112,8 @@ def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str
     generator.load_state_dict(state, strict=True)
     notes = []
     if grown:
-        notes.append(f"{', '.join(grown)} given a zero-weighted input channel (before the deconvolution's "
-                     "three): the channel starts unused")
+        notes.append(f"{', '.join(grown)} given zero-weighted input channels for the new inputs (before the "
+                     "deconvolution's three): they start unused")
     if kept:
         notes.append(f"{', '.join(kept)} keep only the fall-back share's output (no correction)")
     if corrected:
@@ -145,7 +151,8 @@ def _build_run(cfg: RunConfig, data, out: Path, ctx: distributed.Context, dev: t
     noise = torch.Generator(device=dev).manual_seed(tc.seed * 1000 + ctx.rank)
     if cfg.model.refiner:
         rule = MisfitFallback(*cfg.model.fallback_rule) if cfg.model.sees_fallback else None
-        crops = _refiner_crops(data, misfit=cfg.model.sees_misfit, fallback=rule)
+        crops = _refiner_crops(data, misfit=cfg.model.sees_misfit, fallback=rule,
+                               weak=cfg.model.weak_factor if cfg.model.sees_weak else None)
         source = TrainingSource(crops.describe(), len(crops.training),
                                 tuple(t.to(dev) for t in refiner_validation(crops)))
         stream = RefinerStream(crops, tc.crop, tc.batch_size, tc.seed, ctx.rank, ctx.world)
@@ -174,13 +181,13 @@ class TrainingSource:
     validation: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
-def _refiner_crops(data, misfit: bool, fallback: MisfitFallback | None) -> RefinerCrops:
+def _refiner_crops(data, misfit: bool, fallback: MisfitFallback | None, weak: float | None) -> RefinerCrops:
     """A hybrid refiner trains on refiner sets (``make-data --refiner-set``)."""
     if not all(is_refiner_set(folder) for folder in data):
         raise TrainingError(f"preset hybrid trains on refiner sets made by 'darkdeblur make-data "
                             f"--refiner-set KERNEL_CACHE --out FOLDER'; got {', '.join(map(str, data))}")
     try:
-        return RefinerCrops(*data, misfit=misfit, fallback=fallback)
+        return RefinerCrops(*data, misfit=misfit, fallback=fallback, weak=weak)
     except (OSError, ValueError) as err:
         raise TrainingError(str(err)) from None
 

@@ -219,6 +219,21 @@ class DcpRestorer(Restorer):
         """A region's misfit level, read at its centre in the blended map (0-1)."""
         return float(levels[(rows[0] + rows[1]) // 2, (cols[0] + cols[1]) // 2]) / 255.0
 
+    def deconvolve_grid(self, rgb: np.ndarray, grid: np.ndarray, factor: float = 1.0,
+                        sigma: float | None = None) -> np.ndarray:
+        """The photo deconvolved again with a restoration's kernel grid (:attr:`Restoration.kernel`;
+        regions without a kernel stay as they are), at ``factor`` times the noise-adaptive weight:
+        with 1, the plain deconvolution; below, the hybrid engine's weak one. ``sigma``: the
+        photo's noise, if known (estimated otherwise)."""
+        rows, cols = self.regions(*rgb.shape[:2])
+        if grid.shape[:2] != (len(rows), len(cols)):
+            raise ValueError(f"a kernel grid of {grid.shape[0]}x{grid.shape[1]} regions for a photo the engine "
+                             f"splits into {len(rows)}x{len(cols)}")
+        kernels = {(i, j): torch.from_numpy(np.ascontiguousarray(grid[i, j]))
+                   for i in range(grid.shape[0]) for j in range(grid.shape[1]) if grid[i, j].any()}
+        sigma = noise_sigma(rgb) if sigma is None else sigma
+        return self.deconvolve_regions(rgb, rows, cols, kernels, factor * noise_adaptive_weight(sigma))
+
     def deconvolve_regions(self, rgb: np.ndarray, rows, cols, kernels, weight: float) -> np.ndarray:
         """Each region deconvolved with its own kernel (or left as it is), blended smoothly.
 

@@ -14,7 +14,11 @@ deconvolutions): evidence the network cannot compute itself, since it never sees
 and the one that tells a right deconvolution from a wrong one. One trained with
 ``inputs="blurred+deconvolved+misfit+fallback"`` also gets the share of the way back to the photo
 that the dcp engine's fall-back rule gives each pixel (from the misfit and the photo's noise);
-its own share is a change of that one, so it starts where the dcp engine ends.
+its own share is a change of that one, so it starts where the dcp engine ends. One trained with
+``inputs="blurred+deconvolved+misfit+weak"`` gets, after the misfit, the photo deconvolved again
+with the same kernels at a fraction of the prior's weight (``ModelConfig.weak_factor``): the
+texture the full weight smooths away, with more ringing and noise, for the refiner to take where
+it is right.
 
 When the classical engine leaves the whole photo unchanged (tiny, flat, saturated, no reliable
 kernel), so does this one, with the same warning: the refiner is for deconvolutions.
@@ -38,16 +42,25 @@ from .gan import GanRestorer
 BUNDLED_HYBRID_WEIGHTS = "hybrid.safetensors"
 # what a refiner may see: (blurred, deconvolved), or also how well each region's deconvolution
 # explains its blur (darkdeblur.blur.misfit), a channel between the two, and the share the dcp
-# engine's fall-back rule gives each pixel, a second one
-REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit", "blurred+deconvolved+misfit+fallback")
+# engine's fall-back rule gives each pixel, a second one; or the weak deconvolution (three)
+REFINER_INPUTS = ("blurred+deconvolved", "blurred+deconvolved+misfit", "blurred+deconvolved+misfit+fallback",
+                  "blurred+deconvolved+misfit+weak")
 
 
 def bundled_hybrid_weights() -> Path:
     return Path(str(resources.files("darkdeblur") / "weights" / BUNDLED_HYBRID_WEIGHTS))
 
 
+def map_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """A map a refiner sees, as its input channels in [0, 1]: uint8 (H, W) -> (1, 1, H, W), or a
+    photo-like (H, W, 3) -> (1, 3, H, W)."""
+    if pixels.ndim == 3:
+        return to_tensor(pixels)
+    return torch.from_numpy(pixels).float()[None, None] / 255.0
+
+
 class HybridRestorer(Restorer):
-    """``dcp`` estimation and deconvolution, then the refiner (a 6-channel generator)."""
+    """``dcp`` estimation and deconvolution, then the refiner (a generator of 6-10 input channels)."""
 
     method = "hybrid"
 
@@ -56,7 +69,9 @@ class HybridRestorer(Restorer):
             raise ValueError(f"{refiner.weights}: a {refiner.cfg.model.inputs!r} model (preset "
                              f"{refiner.cfg.preset}), not a hybrid refiner; use it with --method gan")
         self.dcp, self.refiner = dcp, refiner
-        self.sees_misfit, self.sees_fallback = refiner.cfg.model.sees_misfit, refiner.cfg.model.sees_fallback
+        model = refiner.cfg.model
+        self.sees_misfit, self.sees_fallback, self.sees_weak = model.sees_misfit, model.sees_fallback, model.sees_weak
+        self.weak_factor = model.weak_factor
         self.rule = MisfitFallback(*refiner.cfg.model.fallback_rule)
 
     @classmethod
@@ -70,8 +85,9 @@ class HybridRestorer(Restorer):
                                          refiner=True))
 
     def refine(self, blurred: torch.Tensor, deconvolved: torch.Tensor, *maps: torch.Tensor) -> torch.Tensor:
-        """(1, 3, h, w) each (and the (1, 1, h, w) maps a refiner sees between them: the misfit
-        level, the rule's share), float32 in [0, 1] -> the refined (1, 3, h, w) on the CPU."""
+        """(1, 3, h, w) each (and the maps a refiner sees between them: the misfit level and the
+        rule's share, (1, 1, h, w), or the weak deconvolution, (1, 3, h, w)), float32 in [0, 1] ->
+        the refined (1, 3, h, w) on the CPU."""
         return self.refiner.restore_tensor(torch.cat([blurred, *maps, deconvolved], 1))
 
     def restore_checked(self, rgb: np.ndarray) -> Restoration:
@@ -82,12 +98,17 @@ class HybridRestorer(Restorer):
                            first.kernel, first.warnings)
 
     def maps(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray) -> list[np.ndarray]:
-        """The uint8 (H, W) maps this refiner sees between the photo and its deconvolution."""
+        """The maps this refiner sees between the photo and its deconvolution: uint8 (H, W) levels
+        and shares, or the (H, W, 3) weak deconvolution (in the photo's type)."""
         if not self.sees_misfit:
             return []
         sigma = noise_sigma(rgb)
         levels = self.misfit_map(rgb, deconvolved, kernels, sigma)
-        return [levels, self.rule.share_map(levels, sigma)] if self.sees_fallback else [levels]
+        if self.sees_fallback:
+            return [levels, self.rule.share_map(levels, sigma)]
+        if self.sees_weak:
+            return [levels, self.dcp.deconvolve_grid(rgb, kernels, self.weak_factor, sigma)]
+        return [levels]
 
     def misfit_map(self, rgb: np.ndarray, deconvolved: np.ndarray, kernels: np.ndarray,
                    sigma: float | None = None) -> np.ndarray:
@@ -104,7 +125,7 @@ class HybridRestorer(Restorer):
         tile, overlap = self.refiner.tile, self.refiner.overlap
 
         def channels(rows: slice, cols: slice) -> list[torch.Tensor]:
-            return [torch.from_numpy(m[rows, cols]).float()[None, None] / 255.0 for m in maps]
+            return [map_tensor(m[rows, cols]) for m in maps]
 
         if not tile or height * width <= self.refiner.whole_pixels:
             restored = self.refine(to_tensor(rgb), to_tensor(deconvolved), *channels(slice(None), slice(None)))

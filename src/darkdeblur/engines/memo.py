@@ -52,3 +52,21 @@ class MemoRestorer(Restorer):
     def regions(self, height: int, width: int) -> tuple[list, list]:
         """The wrapped dcp engine's regions (the hybrid engine's misfit map needs them)."""
         return self.engine.regions(height, width)
+
+    def deconvolve_grid(self, rgb: np.ndarray, grid: np.ndarray, factor: float = 1.0,
+                        sigma: float | None = None) -> np.ndarray:
+        """The wrapped dcp engine's deconvolution with a kernel grid, remembered beside the
+        photo's restoration (a deconvolution of a whole photo costs about as much again as
+        the estimation): keyed by the photo, the grid and ``factor``."""
+        grid_digest = hashlib.sha256(np.ascontiguousarray(grid).tobytes() + repr(factor).encode()).hexdigest()[:12]
+        path = self.path(rgb).with_suffix(f".grid-{grid_digest}.npy")
+        if path.is_file():
+            return np.load(path)
+        result = self.engine.deconvolve_grid(rgb, grid, factor, sigma)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
+                np.save(f, result)
+
+        atomic_write(path, write)
+        return result

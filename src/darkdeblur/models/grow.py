@@ -1,10 +1,12 @@
 """Starting a refiner from one with another input or output layout.
 
 A refiner trained on (blurred, deconvolved) can start a refiner that also sees the misfit
-channel (``ModelConfig.inputs``): the convolutions that read the raw input (the first layer,
-and the last one through the full-resolution skip) get a column of zeros for the new channel,
-inserted where the new channel sits, just before the deconvolution's three. The new network
-then computes exactly what the old one did, and training decides what the channel is worth.
+channel (``ModelConfig.inputs``), and one with the misfit a refiner that also sees the weak
+deconvolution: the convolutions that read the raw input (the first layer, and the last one
+through the full-resolution skip) get columns of zeros for the new channels, inserted where
+they sit, just before the deconvolution's three. So the old inputs must be a prefix of the new
+(``trainer.warm_start`` refuses others). The new network then computes exactly what the old one
+did, and training decides what the channels are worth.
 
 A refiner without a correction (``ModelConfig.correction = False``) outputs the fall-back share
 alone: its last layer keeps the share's output (the last) of a refiner that had both. The other

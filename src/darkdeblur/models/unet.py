@@ -38,7 +38,8 @@ class UNetGenerator(nn.Module):
     The [-1, 1] scaling the network was trained with stays inside this module. With
     ``cfg.inputs == "blurred+deconvolved"`` the input is (B, 6, H, W): the blurred photo, then
     its deconvolution, which the global residual (and ``fallback_mix``) start from; the misfit
-    (and the fall-back rule's share) sit between the two (``ModelConfig.inputs``).
+    (and the fall-back rule's share, or the weak deconvolution) sit between the two
+    (``ModelConfig.inputs``).
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -107,7 +108,7 @@ class UNetGenerator(nn.Module):
         """The network's raw output on an input padded to ``multiple``: (B, 1, 3 or 4, H', W'), the
         correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``
         (the share alone without ``correction``)."""
-        x = padded * 2 - 1  # (B, 3 or 6, H', W') in [-1, 1]
+        x = padded * 2 - 1  # (B, 3-10, H', W') in [-1, 1]
         skips = []
         for block in self.encoder:
             x = block(x)
