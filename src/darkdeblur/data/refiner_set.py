@@ -102,10 +102,11 @@ def _redrawn_crops(cache: str | Path, indices) -> tuple[int, Iterator[tuple[dict
                          for index in indices)
 
 
-def _save(path: Path, arrays: list[np.ndarray]) -> Path:
+def _save(path: Path, array: np.ndarray) -> Path:
+    """``array`` written to ``path`` atomically (a chunk, or a per-crop value cache)."""
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-            np.save(f, np.stack(arrays))
+            np.save(f, array)
 
     atomic_write(path, write)
     return path
@@ -116,7 +117,7 @@ def _make_chunk(job: tuple) -> Path:
     side, drawn = _redrawn_crops(cache, indices)
     crops = [np.stack([to_uint8(crop["blurred"]), deconvolve_in_context(crop, kernel, side), to_uint8(crop["sharp"])])
              for crop, kernel in drawn]
-    return _save(Path(out) / f"crops_{chunk:05d}.npy", crops)
+    return _save(Path(out) / f"crops_{chunk:05d}.npy", np.stack(crops))
 
 
 def build_refiner_set(cache: str | Path, out: str | Path, workers: int = 2, progress: bool = True) -> int:
@@ -146,7 +147,7 @@ def _make_weak_chunk(job: tuple) -> Path:
     cache, out, chunk, indices, factor = job
     side, drawn = _redrawn_crops(cache, indices)
     weak = [deconvolve_in_context(crop, kernel, side, factor) for crop, kernel in drawn]
-    return _save(Path(out) / WEAK_CHUNK.format(chunk), weak)
+    return _save(Path(out) / WEAK_CHUNK.format(chunk), np.stack(weak))
 
 
 def build_weak_deconvolutions(folder: str | Path, factor: float, workers: int = 2, progress: bool = True) -> int:
@@ -185,12 +186,7 @@ def _per_crop(folder: Path, name: str, value: Callable[[np.ndarray, int], float]
     chunks = [np.load(p, mmap_mode="r") for p in sorted(folder.glob("crops_*.npy"))]
     values = np.array([value(np.asarray(crop), int(index))
                        for crop, index in zip((c for chunk in chunks for c in chunk), indices)], np.float32)
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to a name
-            np.save(f, values)
-
-    atomic_write(path, write)
+    _save(path, values)
     return values
 
 

@@ -72,7 +72,7 @@ class HybridRestorer(Restorer):
         model = refiner.cfg.model
         self.sees_misfit, self.sees_fallback, self.sees_weak = model.sees_misfit, model.sees_fallback, model.sees_weak
         self.weak_factor = model.weak_factor
-        self.rule = MisfitFallback(*refiner.cfg.model.fallback_rule)
+        self.rule = MisfitFallback(*model.fallback_rule)
 
     @classmethod
     def load(cls, dcp: DcpRestorer, weights: str | os.PathLike | None, device: torch.device,
