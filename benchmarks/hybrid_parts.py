@@ -1,4 +1,4 @@
-"""Where a hybrid refiner gains or loses: its output split into its two parts, per photo.
+"""Where a hybrid refiner gains or loses: its output split into its parts, per photo.
 
     python benchmarks/hybrid_parts.py src/darkdeblur/weights/hybrid.safetensors runs/synth/kodak24_clean
     python benchmarks/hybrid_parts.py WEIGHTS ../shared/data/dev/gopro --images dongheehand_03.png
@@ -7,7 +7,9 @@ A refiner with ``fallback_mix`` returns ``d + a (b - d) + correction`` (``d`` th
 deconvolution, ``b`` the blurred photo, ``a`` a per-pixel share). This prints, per photo, the PSNR
 of the input, of dcp, of the refiner, of ``d + correction`` alone and of ``d + a (b - d)`` alone,
 and the mean share: which part costs what where the deconvolution is right, and which gains
-where it is wrong. dcp restorations are remembered in ``--dcp-cache`` (as hybrid_curve.py does).
+where it is wrong. A refiner with ``weak_mix`` adds ``s (w - d)`` (``w`` the weak deconvolution):
+then ``d + s (w - d)`` alone and the mean weak share are printed too. dcp restorations are
+remembered in ``--dcp-cache`` (as hybrid_curve.py does).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ PLAIN_DCP = DcpSettings(fallback=None)
 
 
 def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray, *maps: np.ndarray) -> dict[str, np.ndarray]:
-    """The refiner's output and its two parts alone, uint8 (H, W, 3) each, and the share map
+    """The refiner's output and its parts alone, uint8 (H, W, 3) each, and the share maps
     (``maps``: what a refiner sees between the two, HybridRestorer.maps)."""
     between = [map_tensor(m) for m in maps]
     x = torch.cat([to_tensor(blurred), *between, to_tensor(deconvolved)], 1)
@@ -52,9 +54,14 @@ def parts(generator, blurred: np.ndarray, deconvolved: np.ndarray, *maps: np.nda
     def image(t: torch.Tensor) -> np.ndarray:
         return quantize(((t.clamp(-1, 1) + 1) / 2)[0].permute(1, 2, 0).numpy(), np.uint8)
 
-    return {"hybrid": quantize(restored[0].permute(1, 2, 0).numpy(), np.uint8),
-            "correction_only": image(d + correction), "fallback_only": image(d + share * (b - d)),
-            "share": share[0, 0].numpy()}
+    out = {"hybrid": quantize(restored[0].permute(1, 2, 0).numpy(), np.uint8),
+           "correction_only": image(d + correction), "fallback_only": image(d + share * (b - d)),
+           "share": share[0, 0].numpy()}
+    if generator.cfg.weak_mix:  # the weak deconvolution is input channels 4-6
+        weak_share = raw[:, -2:-1]
+        out["weak_only"] = image(d + weak_share * (x[:, 4:7] * 2 - 1 - d))
+        out["weak_share"] = weak_share[0, 0].numpy()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     generator = refiner.inference_model()
     dcp = MemoRestorer(DcpRestorer(PLAIN_DCP), args.dcp_cache)
     engine = HybridRestorer(dcp, refiner)  # for the maps a refiner sees (misfit, rule, weak deconvolution)
-    print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |")
-    print("|---|---|---|---|---|---|---|")
+    weak = refiner.cfg.model.weak_mix
+    extra = " d + weak share only | mean weak share s |" if weak else ""
+    print("| image | input | dcp | hybrid | d + correction only | d + fallback only | mean share a |" + extra)
+    print("|---|---|---|---|---|---|---|" + "---|---|" * weak)
     for blurred_path, sharp_path in find_pairs(Path(args.pairs), "paired"):
         if args.images and blurred_path.name not in args.images:
             continue
@@ -85,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         psnr = lambda image: peak_signal_noise_ratio(sharp, image, data_range=255)  # noqa: E731
         print(f"| {blurred_path.name} | {psnr(blurred):.2f} | {psnr(deconvolved):.2f} | {psnr(out['hybrid']):.2f} | "
               f"{psnr(out['correction_only']):.2f} | {psnr(out['fallback_only']):.2f} | "
-              f"{float(out['share'].mean()):.3f} |", flush=True)
+              f"{float(out['share'].mean()):.3f} |" +
+              (f" {psnr(out['weak_only']):.2f} | {float(out['weak_share'].mean()):.3f} |" if weak else ""), flush=True)
     return 0
 
 

@@ -32,7 +32,8 @@ def test_bundled_refiner_matches_its_recorded_sha256_and_loads_strictly():
     record = _record()
     assert record["file"] == path.name and sha256_of(path) == record["sha256"]
     generator, cfg = load_generator(path)
-    assert cfg == RunConfig.from_dict(record["config"]) and cfg.model.inputs == "blurred+deconvolved+misfit"
+    assert cfg == RunConfig.from_dict(record["config"])
+    assert cfg.model.inputs == "blurred+deconvolved+misfit+weak" and cfg.model.weak_mix
     assert set(load_file(str(path))) == set(build_generator(cfg.model).state_dict())
 
 

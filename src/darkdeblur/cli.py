@@ -105,6 +105,10 @@ def _parser() -> argparse.ArgumentParser:
                         "share starts (from a refiner without it, the refiner starts as that rule); +weak "
                         "adds the deconvolution at a fraction of the prior's weight (make-data "
                         "--weak-deconvolution; from a refiner without it, those channels start at zero weight)")
+    p.add_argument("--weak-mix", action="store_true",
+                   help="hybrid preset with --refiner-inputs ...+weak: the refiner also outputs a per-pixel "
+                        "share of the way from the deconvolution to the weak deconvolution (with "
+                        "--init-weights from a refiner without it, the share starts at zero)")
     p.add_argument("--seed", type=int)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--max-seconds", type=float,
@@ -346,6 +350,12 @@ def _cmd_train(args) -> int:
             print(f"darkdeblur train: {flag} is for the hybrid preset, not {cfg.preset}", file=sys.stderr)
             return 2
         cfg = replace(cfg, model=replace(cfg.model, correction=args.correction))
+    if args.weak_mix:
+        if not (cfg.model.fallback_mix and cfg.model.sees_weak):
+            print("darkdeblur train: --weak-mix is for the hybrid preset with --refiner-inputs "
+                  "blurred+deconvolved+misfit+weak", file=sys.stderr)
+            return 2
+        cfg = replace(cfg, model=replace(cfg.model, weak_mix=True))
     if args.val and not cfg.train.validate_every:
         cfg = replace(cfg, train=replace(cfg.train, validate_every=cfg.train.checkpoint_every))
     summary = train(cfg, args.data, args.out, layout=args.layout, resume=args.resume,

@@ -62,6 +62,13 @@ class ModelConfig:
     # deconvolution to the blurred photo, restored = d + a (b - d) + correction; ``a`` starts at
     # zero, so an untrained refiner returns the deconvolution exactly.
     fallback_mix: bool = False
+    # Hybrid with the "+weak" input and fallback_mix only: the network also outputs a per-pixel
+    # share ``s`` of the way from the deconvolution to the weak deconvolution, restored =
+    # d + s (w - d) + a (b - d) + correction. The weak deconvolution keeps texture the engine's
+    # weight smooths away and rings where the kernel is off, so neither is right everywhere; a
+    # learned choice between them is one multiplication, where the correction alone would have
+    # to learn the product. ``s`` starts at zero (a refiner grown to it starts as it was).
+    weak_mix: bool = False
     # Hybrid only: the correction is made the same in the three channels (its mean), so the
     # refiner changes brightness, never colour: a free colour correction drew fringes along grey
     # edges (tests/test_bundled_hybrid.py). The share ``a`` is one channel already.

@@ -27,7 +27,7 @@ from .data.refiner_set import RefinerCrops, RefinerStream, is_refiner_set, refin
 from .data.stream import Prefetcher, make_kernel_bank
 from .devices import resolve_device
 from .models import count_parameters
-from .models.grow import add_correction_output, grow_input_channels, keep_share_output
+from .models.grow import add_correction_output, add_weak_share_output, grow_input_channels, keep_share_output
 from .random_state import seed_all
 from .resume import RunState, resume_latest, save_run
 from .run_logs import RunLog
@@ -109,6 +109,9 @@ def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str
     state, grown = grow_input_channels(warm.state_dict(), target)
     state, kept = keep_share_output(state, target)
     state, corrected = add_correction_output(state, target)
+    weak_share: list[str] = []
+    if model.weak_mix and not warm_config.model.weak_mix:
+        state, weak_share = add_weak_share_output(state, target)
     generator.load_state_dict(state, strict=True)
     notes = []
     if grown:
@@ -118,6 +121,8 @@ def warm_start(generator: torch.nn.Module, model: ModelConfig, init_weights: str
         notes.append(f"{', '.join(kept)} keep only the fall-back share's output (no correction)")
     if corrected:
         notes.append(f"{', '.join(corrected)} given zero correction outputs (the refiner starts as it was)")
+    if weak_share:
+        notes.append(f"{', '.join(weak_share)} given a zero output for the weak share (the refiner starts as it was)")
     if model.sees_fallback and not warm_config.model.sees_fallback:
         # the share and any correction at zero: the old correction was learned on top of the old
         # share, not of the rule's, so the refiner starts exactly as the rule

@@ -11,7 +11,9 @@ did, and training decides what the channels are worth.
 A refiner without a correction (``ModelConfig.correction = False``) outputs the fall-back share
 alone: its last layer keeps the share's output (the last) of a refiner that had both. The other
 way round, a share-only refiner starts one with a correction: the last layer gets zero rows for
-the correction's outputs, so the new refiner starts as the old one (its correction zero).
+the correction's outputs, so the new refiner starts as the old one (its correction zero). And a
+refiner without the weak share (``ModelConfig.weak_mix``) starts one with it: the last layer gets
+a zero row for the weak share, just before the fall-back share's, so the new one starts as it.
 """
 from __future__ import annotations
 
@@ -63,5 +65,22 @@ def add_correction_output(state: dict[str, torch.Tensor],
         if wanted is not None and tensor.dim() >= 1 and tensor.shape[0] == 1 and wanted.shape[0] == 4 \
                 and tensor.shape[1:] == wanted.shape[1:]:
             grown[name] = torch.cat([torch.zeros(3, *tensor.shape[1:], dtype=tensor.dtype), tensor])
+            names.append(name)
+    return grown, names
+
+
+def add_weak_share_output(state: dict[str, torch.Tensor],
+                          target: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """``state`` of a refiner without the weak share fitted to a target with it: a last-layer
+    weight or bias (at most 4 outputs: the correction and the share) with one output fewer than
+    the target's gets a zero output before its last (the fall-back share); returns (state, names
+    grown)."""
+    grown, names = dict(state), []
+    for name, tensor in state.items():
+        wanted = target.get(name)
+        if wanted is not None and tensor.dim() >= 1 and tensor.shape[0] <= 4 \
+                and wanted.shape[0] == tensor.shape[0] + 1 and tensor.shape[1:] == wanted.shape[1:]:
+            zero = torch.zeros(1, *tensor.shape[1:], dtype=tensor.dtype)
+            grown[name] = torch.cat([tensor[:-1], zero, tensor[-1:]])
             names.append(name)
     return grown, names

@@ -46,6 +46,9 @@ class UNetGenerator(nn.Module):
         super().__init__()
         if not cfg.correction and not cfg.fallback_mix:
             raise ValueError("a generator without a correction needs fallback_mix (it would output its input)")
+        if cfg.weak_mix and not (cfg.sees_weak and cfg.fallback_mix):
+            raise ValueError("weak_mix needs the +weak input and fallback_mix (the share toward the weak "
+                             "deconvolution sits beside the share back to the photo)")
         self.cfg = cfg
         widths = level_widths(cfg)
         k, pad = cfg.kernel_size, cfg.kernel_size // 2
@@ -89,8 +92,8 @@ class UNetGenerator(nn.Module):
 
     @property
     def out_channels(self) -> int:
-        if self.cfg.fallback_mix:  # the correction (unless dropped), then the share a
-            return 4 if self.cfg.correction else 1
+        if self.cfg.fallback_mix:  # the correction (unless dropped), the weak share s (with weak_mix), the share a
+            return 3 * self.cfg.correction + self.cfg.weak_mix + 1
         return 3
 
     @property
@@ -105,9 +108,9 @@ class UNetGenerator(nn.Module):
             nn.init.zeros_(last.bias)
 
     def head(self, padded: torch.Tensor) -> torch.Tensor:
-        """The network's raw output on an input padded to ``multiple``: (B, 1, 3 or 4, H', W'), the
-        correction (on the [-1, 1] scale), then the fall-back share ``a`` with ``fallback_mix``
-        (the share alone without ``correction``)."""
+        """The network's raw output on an input padded to ``multiple``: (B, 1 to 5, H', W'), the
+        correction (on the [-1, 1] scale), then the weak share ``s`` with ``weak_mix``, then the
+        fall-back share ``a`` with ``fallback_mix`` (the shares alone without ``correction``)."""
         x = padded * 2 - 1  # (B, 3-10, H', W') in [-1, 1]
         skips = []
         for block in self.encoder:
@@ -128,7 +131,10 @@ class UNetGenerator(nn.Module):
             share = x[:, -1:]
             if self.cfg.sees_fallback:  # the learned share is a change of the rule's (input 4)
                 share = share + padded[:, 4:5]
-            base = base + share * (padded[:, :3] * 2 - 1 - base)
+            deconvolved = base
+            base = base + share * (padded[:, :3] * 2 - 1 - deconvolved)
+            if self.cfg.weak_mix:  # both shares are measured from the deconvolution
+                base = base + x[:, -2:-1] * (padded[:, 4:7] * 2 - 1 - deconvolved)
             x = x[:, :3] if self.cfg.correction else torch.zeros_like(base)
         if self.cfg.grey_correction:
             x = x.mean(1, keepdim=True).expand_as(x)
